@@ -1,0 +1,51 @@
+# Two commands do all the set-up on a fresh machine: `make run` and `make test`.
+# Both create .venv from nothing but Python 3.11 and install into it.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+MO := $(patsubst %.po,%.mo,$(wildcard translations/*/LC_MESSAGES/messages.po))
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test lint translations extract chromium clean env
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+translations/%/LC_MESSAGES/messages.mo: translations/%/LC_MESSAGES/messages.po $(STAMP)
+	$(BIN)/pybabel compile --use-fuzzy -i $< -o $@ >/dev/null
+
+translations: $(MO)
+
+## The local sandbox: form, emulated AWS, follow-up job every minute, outbox page.
+run: $(STAMP) translations
+	$(BIN)/python -m tracker.local
+
+## Everything the tests need (venv, packages, Chromium), then the tests.
+test: $(STAMP) translations chromium
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+## Browser tests drive Debian's Chromium; install it when missing.
+chromium:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+
+## Re-extract the strings marked for translation and merge them into each catalog.
+extract: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -k _l -o translations/messages.pot --no-location --omit-header .
+	$(BIN)/pybabel update -i translations/messages.pot -d translations --no-fuzzy-matching --omit-header
+
+## Print the sandbox's variables, for `flask --app app …` in another shell:
+##   eval "$$(make -s env)" && flask --app app followups run --at 2026-12-01T08:00:00Z
+env:
+	@$(PYTHON) -c "from tracker.local import sandbox_environment as e; \
+		print('\n'.join(f'export {k}={v}' for k, v in e().items())); print('export PATH=$(CURDIR)/$(BIN):$$PATH')"
+
+clean:
+	rm -rf $(VENV) dist .pytest_cache translations/*/LC_MESSAGES/*.mo

@@ -1,0 +1,92 @@
+"""The app factory and the module-level WSGI app Zappa serves (``app.app``)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from flask import Flask, has_request_context, render_template
+from flask_babel import Babel
+from flask_wtf import CSRFProtect
+
+import operators
+from tracker import aws, config, i18n, logs, mail, policy
+from tracker.emails import compose
+from tracker.followups import Postman
+from tracker.store import Store
+
+ROOT = Path(__file__).resolve().parent
+ERRORS = (400, 403, 404, 405, 409, 410, 413, 429, 500)
+
+
+def create_app(overrides: dict | None = None) -> Flask:
+    """Build the app: defaults, then the environment, then ``overrides``."""
+    app = Flask(__name__, template_folder=str(ROOT / "templates"),
+                static_folder=str(ROOT / "static"))
+    app.config.update(config.from_environment())
+    app.config.update(overrides or {})
+    config.check(app.config)
+    logs.configure()
+
+    Babel(app, locale_selector=i18n.select_locale, default_translation_directories=str(
+        ROOT / "translations"))
+    CSRFProtect(app)
+    app.extensions["tracker"] = _postman(app)
+
+    from tracker import web
+
+    app.register_blueprint(web.bp)
+    if app.config["LOCAL_MODE"]:
+        from tracker import local
+
+        app.register_blueprint(local.bp)
+    for code in ERRORS:
+        app.register_error_handler(code, _error_page)
+    app.jinja_env.globals.update(languages=i18n.NAMES)
+    app.context_processor(_page_language)
+
+    from tracker import cli
+
+    cli.register(app)
+    return app
+
+
+def _postman(app: Flask) -> Postman:
+    """Wire the store, SES and the rules; boto3 clients are built on first use."""
+    cfg = app.config
+    defaults = policy.Rules()
+
+    def rules_for(code: str) -> policy.Rules:
+        return defaults.with_overrides(operators.get(code).followup)
+
+    return Postman(
+        store=Store(_LazyTable(cfg["TABLE_NAME"]), lease_seconds=cfg["LEASE_SECONDS"]),
+        mailer=mail.SesMailer(lambda: aws.client("sesv2", max_attempts=1)),
+        compose=compose, rules_for=rules_for, mail_from=cfg["MAIL_FROM"],
+        send_rate=cfg["SEND_RATE"], max_attempts=cfg["MAX_SEND_ATTEMPTS"],
+        reserve_millis=cfg["RESERVE_MILLIS"])
+
+
+class _LazyTable:
+    """The boto3 Table, built on first use so importing the app costs no boto3."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __getattr__(self, attr):
+        return getattr(aws.table(self.name), attr)
+
+
+def _page_language() -> dict:
+    """Every page knows its language; emails pass theirs explicitly."""
+    return {"lang": i18n.select_locale()} if has_request_context() else {}
+
+
+def _error_page(error):
+    code = getattr(error, "code", 500) or 500
+    if code == 500:
+        logging.getLogger(__name__).exception("unhandled error")
+    return render_template("error.html", code=code), code
+
+
+app = create_app()

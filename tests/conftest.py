@@ -1,0 +1,117 @@
+"""Fixtures: one moto server over HTTP for the session, a fresh table per test."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS = Path(__file__).resolve().parent / "events"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    """moto's server in its own process, as the sandbox runs it."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "tracker.motoserver", "--port", str(port)],
+                            cwd=ROOT, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    from tracker.local import _wait_for
+
+    _wait_for(f"{endpoint}/moto-api/data.json")
+    yield endpoint
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def aws_environment(moto_endpoint):
+    """Point every boto3 client at moto, with fake credentials."""
+    saved = dict(os.environ)
+    os.environ.update({
+        "AWS_ENDPOINT_URL": moto_endpoint, "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "eu-central-1"})
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "LOCAL_MODE", "AWS_LAMBDA_FUNCTION_NAME"):
+        os.environ.pop(name, None)
+    from tracker import aws
+
+    aws.reset()
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+class Clock:
+    """A settable clock for the web layer (the job takes ``now`` as a parameter)."""
+
+    def __init__(self, now: datetime):
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return Clock(datetime(2026, 9, 14, 8, 0, tzinfo=UTC))  # a Monday, noon in Baku
+
+
+@pytest.fixture
+def app(moto_endpoint, clock):
+    """A fresh app on an empty emulated AWS account."""
+    urllib.request.urlopen(urllib.request.Request(
+        f"{moto_endpoint}/moto-api/reset", method="POST")).close()
+    from app import create_app
+    from tracker import aws, cli
+
+    app = create_app({
+        "TESTING": True, "SECRET_KEY": "test-secret", "SEND_RATE": 0,
+        "MAIL_FROM": "tracker@example.com", "BASE_URL": "https://tracker.example/dev",
+        "CLOCK": clock})
+    with app.app_context():
+        app.test_cli_runner().invoke(cli.bootstrap, catch_exceptions=False)
+        aws.client("ses").verify_email_identity(EmailAddress="tracker@example.com")
+    return app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def outbox(moto_endpoint):
+    """Read every email moto's SES accepted."""
+    from tracker.local import sent_emails
+
+    return lambda: sent_emails(moto_endpoint)
+
+
+@pytest.fixture
+def table(app):
+    from tracker import aws
+
+    return aws.table(app.config["TABLE_NAME"])
+
+
+def load_event(name: str) -> dict:
+    return json.loads((EVENTS / name).read_text())

@@ -1,0 +1,228 @@
+"""The operator files: which facts travellers see, and that bad data fails loudly."""
+
+import datetime
+import pathlib
+import re
+import shutil
+
+import pytest
+
+import operators
+from operators import OperatorDataError
+
+OPERATOR_DIR = pathlib.Path(operators.__file__).parent
+AZERCELL_HELP = "https://www.azercell.com/en/help/simcard_operations/line_activation/"
+
+
+def all_facts(op):
+    """Yield (where, record, texts) for every sourced-or-unchecked record of an operator."""
+    yield "website", op.website, None
+    for i, contact in enumerate(op.contacts):
+        yield f"contacts[{i}]", contact, contact.label
+    for name, channel in op.termination.items():
+        yield f"termination.{name}", channel, None
+        for i, step in enumerate(channel.steps):
+            yield f"termination.{name}.steps[{i}]", step, step.text
+    for group in ("documents", "caveats"):
+        for i, fact in enumerate(getattr(op, group)):
+            yield f"{group}[{i}]", fact, fact.text
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    """Return a temp directory holding a copy of the real operator files."""
+    for path in OPERATOR_DIR.glob("*.toml"):
+        shutil.copy(path, tmp_path / path.name)
+    return tmp_path
+
+
+def break_file(directory, name, old, new):
+    """Replace `old` (which must be present) with `new` in one operator file."""
+    path = directory / name
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def test_the_three_operators_load_in_name_order():
+    assert operators.codes() == ["azercell", "bakcell", "nar"]
+    assert [operators.get(code).name for code in operators.codes()] == [
+        "Azercell",
+        "Bakcell",
+        "Nar",
+    ]
+    with pytest.raises(KeyError):
+        operators.get("naxtel")  # stopped all services on 1 Dec 2025
+
+
+def test_no_contact_anywhere_is_the_police_or_the_unsourced_900():
+    for op in operators.OPERATORS.values():
+        for contact in op.contacts + op.escalation:
+            assert re.sub(r"\D", "", contact.value) not in {"102", "900"}, (op.code, contact)
+
+
+def test_102_and_900_appear_only_in_caveats():
+    for op in operators.OPERATORS.values():
+        for where, _, texts in all_facts(op):
+            if texts and not where.startswith("caveats"):
+                assert not re.search(r"\b(102|900)\b", " ".join(texts.values())), (op.code, where)
+
+
+def test_bakcell_caveat_says_102_is_the_police():
+    caveats = [c.t("en") for c in operators.get("bakcell").caveats if "102" in c.t("en")]
+    assert caveats and all("police" in text for text in caveats)
+    assert all(c.checked for c in operators.get("bakcell").caveats if "102" in c.t("en"))
+
+
+def test_real_contact_numbers_are_present_and_sourced():
+    azercell = {c.value: c for c in operators.get("azercell").contacts}
+    bakcell = {c.value: c for c in operators.get("bakcell").contacts}
+    assert azercell["*1111"].source == AZERCELL_HELP
+    assert azercell["*1111"].checked_on == datetime.date(2026, 11, 24)
+    assert bakcell["555"].source == "https://bakcell.com/klass/az/klass/postpaid-5"
+    assert bakcell["555"].checked
+
+
+def test_azercell_escalation_offers_written_request_first():
+    escalation = operators.get("azercell").escalation
+    assert escalation[0].value == "customercare@azercell.com"
+    assert "*1111" in [c.value for c in escalation]
+
+
+def test_every_operator_has_escalation_contacts():
+    for op in operators.OPERATORS.values():
+        assert op.escalation and all(c in op.contacts for c in op.escalation), op.code
+
+
+def test_every_fact_is_sourced_and_dated_or_marked_unchecked():
+    for op in operators.OPERATORS.values():
+        for where, record, _ in all_facts(op):
+            if record.checked:
+                assert record.source.startswith("https://"), (op.code, where)
+                assert type(record.checked_on) is datetime.date, (op.code, where)
+            else:
+                assert record.source is None and record.checked_on is None, (op.code, where)
+
+
+def test_every_unchecked_text_tells_travellers_to_check_with_their_operator():
+    for op in operators.OPERATORS.values():
+        for where, record, texts in all_facts(op):
+            if texts and not record.checked:
+                assert "check with your operator" in texts["en"].lower(), (op.code, where)
+
+
+def test_every_unchecked_channel_says_so_in_a_step():
+    for op in operators.OPERATORS.values():
+        for name, channel in op.termination.items():
+            if not channel.checked:
+                assert any(not step.checked for step in channel.steps), (op.code, name)
+
+
+def test_every_text_has_english_and_chinese():
+    for op in operators.OPERATORS.values():
+        for where, _, texts in all_facts(op):
+            if texts is not None:
+                assert texts.get("en") and texts.get("zh"), (op.code, where)
+
+
+def test_chinese_keeps_numbers_and_urls_unchanged():
+    for op in operators.OPERATORS.values():
+        for where, _, texts in all_facts(op):
+            if texts is not None:
+                for token in re.findall(r"https://[\w./-]*\w|\*?\d{3,}", texts["en"]):
+                    assert token in texts["zh"], (op.code, where, token)
+
+
+def test_unverified_facts_are_flagged_unchecked():
+    for op in operators.OPERATORS.values():
+        assert not op.prefixes_checked and not op.processing_checked
+        assert op.termination["sms"].checked is False  # no SMS format is confirmed
+        assert op.processing_days == op.followup["processing_days"] == 3
+    assert operators.get("azercell").termination["store"].checked
+
+
+def test_text_falls_back_to_english():
+    fact = operators.get("azercell").caveats[0]
+    assert fact.t("az") == fact.t("en")
+    assert fact.t("zh-CN") == fact.t("zh") != fact.t("en")
+
+
+def test_steps_for_not_yet_is_none_and_channels_keep_a_fixed_order():
+    azercell = operators.get("azercell")
+    assert azercell.steps_for("not_yet") is None
+    assert azercell.steps_for("store").steps[0].t("en").startswith("Go to an Azercell")
+    for op in operators.OPERATORS.values():
+        assert list(op.termination) == ["call", "sms", "online", "store"]
+
+
+def test_followup_defaults_apply_when_a_file_sets_none():
+    assert operators.get("nar").followup == {
+        "processing_days": 3,
+        "reminder_gap_days": 2,
+        "max_reminders": 2,
+        "recheck_gap_days": 2,
+        "max_rechecks": 3,
+    }
+
+
+@pytest.mark.parametrize(
+    ("number", "code"),
+    [
+        ("501234567", "azercell"),
+        ("551234567", "bakcell"),
+        ("701234567", "nar"),
+        ("+994 55 123 45 67", "bakcell"),
+        ("0501234567", "azercell"),
+    ],
+)
+def test_guess_operator_from_prefix(number, code):
+    assert operators.guess_operator(number).code == code
+
+
+@pytest.mark.parametrize("number", ["601234567", "", "5"])
+def test_guess_operator_gives_none_for_unknown_prefix(number):
+    assert operators.guess_operator(number) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "old", "new", "problem"),
+    [
+        (
+            "bakcell.toml",
+            'source = "https://bakcell.com/klass/az/klass/postpaid-5"\nchecked_on = 2026-11-24\n',
+            "",
+            "contacts[0]: missing source",
+        ),
+        ("nar.toml", 'code = "nar"', 'code = "azerfon"', "must equal the file name"),
+        ("bakcell.toml", 'value = "555"', 'value = "102"', "contacts[0]"),
+        ("azercell.toml", 'value = "*1111"', 'value = "900"', "contacts[0]"),
+        ("nar.toml", "[termination.sms]", "[termination.fax]", "unknown channel 'fax'"),
+        ("nar.toml", 'label = { en = "Nar+', 'label = { ru = "Nar+', "lacks en"),
+        ("azercell.toml", 'name = "Azercell"\n', "", "missing required key 'name'"),
+        ("azercell.toml", "days = 3", "days = 0", "processing_days"),
+        ("azercell.toml", "days = 3", 'days = "3"', "processing_days"),
+        ("bakcell.toml", 'escalation = ["555"', 'escalation = ["556"', "escalation[0]"),
+        ("nar.toml", 'numbers = ["70"', 'numbers = ["55"', "prefix 55"),
+        (
+            "nar.toml",
+            'text = { en = "Your passport.',
+            'source = "https://nar.az"\ntext = { en = "Your passport.',
+            "checked=false must not carry a source",
+        ),
+    ],
+)
+def test_broken_file_fails_loudly_naming_file_and_problem(data_dir, name, old, new, problem):
+    break_file(data_dir, name, old, new)
+    with pytest.raises(OperatorDataError) as excinfo:
+        operators.load(data_dir)
+    assert str(excinfo.value).startswith(f"{name}: ")
+    assert problem in str(excinfo.value)
+
+
+def test_adding_an_operator_is_one_file(data_dir):
+    text = (data_dir / "nar.toml").read_text(encoding="utf-8")
+    text = text.replace('code = "nar"', 'code = "zz"').replace('name = "Nar"', 'name = "Zz"')
+    (data_dir / "zz.toml").write_text(text.replace('["70", "77"]', '["88"]'), encoding="utf-8")
+    loaded = operators.load(data_dir)
+    assert list(loaded) == ["azercell", "bakcell", "nar", "zz"]
+    assert loaded["zz"].prefixes == ("88",)

@@ -1,0 +1,1 @@
+"""The eSIM cancellation tracker: record a request, follow it up, verify it."""

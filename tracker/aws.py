@@ -1,0 +1,49 @@
+"""boto3 clients, built lazily once per process and cached.
+
+boto3 honours AWS_ENDPOINT_URL by itself, so the local sandbox and the tests reach
+moto's server with no code here knowing about it.
+"""
+
+from __future__ import annotations
+
+import functools
+
+# Standard retry mode backs off on throttling and 5xx; DynamoDB throttling then
+# slows a run down instead of failing it.
+_RETRIES = {"mode": "standard", "max_attempts": 8}
+
+
+@functools.cache
+def session():
+    """One boto3 session per process (imported late: boto3 costs a cold start)."""
+    import boto3
+
+    return boto3.session.Session()
+
+
+@functools.cache
+def _config(max_attempts: int = _RETRIES["max_attempts"]):
+    from botocore.config import Config
+
+    retries = dict(_RETRIES, max_attempts=max_attempts)
+    return Config(retries=retries, connect_timeout=5, read_timeout=10)
+
+
+@functools.cache
+def table(name: str):
+    """The DynamoDB Table resource for ``name``."""
+    return session().resource("dynamodb", config=_config()).Table(name)
+
+
+@functools.cache
+def client(service: str, *, max_attempts: int = _RETRIES["max_attempts"]):
+    """A low-level client for ``service`` (``sesv2``, ``dynamodb``, …)."""
+    return session().client(service, config=_config(max_attempts))
+
+
+def reset() -> None:
+    """Forget cached clients (tests that change the endpoint)."""
+    session.cache_clear()
+    table.cache_clear()
+    client.cache_clear()
+    _config.cache_clear()

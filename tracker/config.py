@@ -1,0 +1,63 @@
+"""Settings: defaults, then the environment; the app factory applies overrides last."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+
+log = logging.getLogger(__name__)
+
+REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "MAIL_FROM", "BASE_URL")
+
+DEFAULTS = {
+    "TABLE_NAME": "esim-cancellations",
+    "MAIL_FROM": "tracker@example.com",
+    "BASE_URL": "http://127.0.0.1:5000",
+    "LOCAL_MODE": False,
+    # Sends per second across one job run; SES's sandbox allows 1. 0 means unpaced.
+    "SEND_RATE": 1.0,
+    # How long a claimed email is reserved for the run that claimed it.
+    "LEASE_SECONDS": 120,
+    # A run stops starting new work when Lambda has less than this left.
+    "RESERVE_MILLIS": 10_000,
+    "MAX_SEND_ATTEMPTS": 5,
+    "LINK_MAX_AGE_DAYS": 180,
+    "WTF_CSRF_TIME_LIMIT": None,
+    "MAX_CONTENT_LENGTH": 64 * 1024,
+    "BABEL_DEFAULT_LOCALE": "en",
+    "BABEL_DEFAULT_TIMEZONE": "Asia/Baku",
+}
+
+_FLOATS = {"SEND_RATE"}
+_INTS = {"LEASE_SECONDS", "RESERVE_MILLIS", "MAX_SEND_ATTEMPTS", "LINK_MAX_AGE_DAYS"}
+
+
+def on_lambda() -> bool:
+    """Tell whether this process runs inside AWS Lambda."""
+    return "AWS_LAMBDA_FUNCTION_NAME" in os.environ
+
+
+def from_environment(environ=os.environ) -> dict:
+    """Read the contract's settings from the environment over the defaults."""
+    config = dict(DEFAULTS)
+    for name in ("SECRET_KEY", "TABLE_NAME", "MAIL_FROM", "BASE_URL", *_FLOATS, *_INTS):
+        if environ.get(name):
+            value = environ[name]
+            config[name] = (float(value) if name in _FLOATS
+                            else int(value) if name in _INTS else value)
+    config["LOCAL_MODE"] = environ.get("LOCAL_MODE") == "1" and not on_lambda()
+    return config
+
+
+def check(config: dict) -> None:
+    """Fail loudly on Lambda without the settings that have no safe default."""
+    if on_lambda() and not config.get("TESTING"):
+        missing = [name for name in REQUIRED_IN_PRODUCTION if not os.environ.get(name)]
+        if missing:
+            raise RuntimeError(f"missing settings on Lambda: {', '.join(missing)}")
+    if not config.get("SECRET_KEY"):
+        # Off Lambda (local sandbox, tests, a developer's shell) a throwaway key will do,
+        # but links signed by it die with the process.
+        log.warning("SECRET_KEY unset: using a random key for this process")
+        config["SECRET_KEY"] = secrets.token_hex(32)

@@ -1,0 +1,128 @@
+"""The follow-up job: due items → claim → send → record.
+
+``deliver`` sends one claimed email and is shared by the job, the form (the receipt)
+and the verification page (the escalation email).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from tracker import policy
+from tracker.mail import Message, PermanentMailError, RetryableMailError, ThrottledError
+from tracker.model import Request
+from tracker.store import Store
+
+log = logging.getLogger(__name__)
+
+# Sent at once whatever the hour: the traveller has just acted and expects them.
+ANY_HOUR = frozenset({policy.RECEIPT, policy.ESCALATION})
+
+
+@dataclass(frozen=True)
+class Postman:
+    """Everything the job needs, wired by the app factory."""
+
+    store: Store
+    mailer: object  # has send_email(*, from_address, to_address, message) -> str
+    compose: Callable[[Request], Message]
+    rules_for: Callable[[str], policy.Rules]
+    mail_from: str
+    send_rate: float = 0.0
+    max_attempts: int = 5
+    reserve_millis: int = 10_000
+
+
+def deliver(postman: Postman, request: Request, *, owner: str, now: datetime) -> str:
+    """Send the claimed request's pending email once and record it; return the outcome.
+
+    Raises ThrottledError after handing the email back, so the caller can stop.
+    """
+    progress, key = request.progress, request.progress.next_key
+    tz = ZoneInfo(request.timezone)
+    context = {"request": request.id, "email": key}
+    if progress.next_kind not in ANY_HOUR and not policy.is_daytime(now, tz):
+        postman.store.release(request, owner=owner, due_at=policy.daytime(now, tz),
+                              failed_attempt=False)
+        log.info("deferred to daytime", extra=context)
+        return "deferred"
+    try:
+        message = postman.compose(request)
+        message_id = postman.mailer.send_email(
+            from_address=postman.mail_from, to_address=request.email, message=message)
+    except ThrottledError:
+        postman.store.release(request, owner=owner, failed_attempt=False)
+        log.warning("ses throttled; leaving the rest due", extra=context)
+        raise
+    except PermanentMailError as exc:
+        postman.store.record(request, policy.stopped(progress, policy.FAILED), owner=owner,
+                             what=f"failed:{key}", now=now)
+        log.error("ses rejected the email for good: %s", exc, extra=context)
+        return "failed"
+    except (RetryableMailError, Exception) as exc:  # noqa: BLE001 - one item never stops a run
+        if request.attempts + 1 >= postman.max_attempts:
+            postman.store.record(request, policy.stopped(progress, policy.FAILED),
+                                 owner=owner, what=f"failed:{key}", now=now)
+            log.error("giving up after %d attempts: %r", request.attempts + 1, exc,
+                      extra=context)
+            return "failed"
+        postman.store.release(request, owner=owner)
+        log.warning("send failed, will retry: %r", exc, extra=context)
+        return "retry"
+    rules = postman.rules_for(request.operator)
+    after = policy.after_sent(progress, now=now, requested_on=request.requested_on,
+                              rules=rules, tz=tz)
+    if not postman.store.record(request, after, owner=owner, what=f"sent:{key}", now=now):
+        # The traveller answered (or stopped emails) while we sent: their change stands.
+        log.warning("request changed while sending", extra=context)
+    log.info("sent", extra=dict(context, message_id=message_id))
+    return "sent"
+
+
+class _Pacer:
+    """Never exceed ``rate`` sends a second (SES's MaxSendRate is a hard limit)."""
+
+    def __init__(self, rate: float):
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.next_slot = time.monotonic()
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        now = time.monotonic()
+        if now < self.next_slot:
+            time.sleep(self.next_slot - now)
+        self.next_slot = max(self.next_slot, now) + self.interval
+
+
+def run(postman: Postman, *, now: datetime,
+        time_left_millis: Callable[[], float] | None = None) -> dict:
+    """Send what is due at ``now``; return counts. Safe to run twice at once."""
+    owner = uuid.uuid4().hex
+    counts = Counter(sent=0, failed=0, deferred=0, retry=0, skipped=0)
+    pacer = _Pacer(postman.send_rate)
+    stopped_early = throttled = False
+    for request_id, key in postman.store.due(now):
+        if time_left_millis and time_left_millis() < postman.reserve_millis:
+            stopped_early = True  # the rest stays due for the next run
+            break
+        request = postman.store.claim(request_id, key, owner=owner, now=now)
+        if request is None:
+            counts["skipped"] += 1  # another run has it, or it moved on
+            continue
+        pacer.wait()
+        try:
+            counts[deliver(postman, request, owner=owner, now=now)] += 1
+        except ThrottledError:
+            throttled = True
+            break
+    result = dict(counts, throttled=throttled, stopped_early=stopped_early)
+    log.info("followups run done", extra={"counts": result})
+    return result

@@ -1,0 +1,136 @@
+"""The request form: fields as the contract names them, errors in the page's language."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    DateField,
+    EmailField,
+    HiddenField,
+    RadioField,
+    StringField,
+    TelField,
+)
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
+
+import operators
+from tracker import policy
+
+MAX_AGE_DAYS = 60
+CHANNELS = [
+    SelectChoice("call", _l("I called the operator")),
+    SelectChoice("sms", _l("I sent an SMS")),
+    SelectChoice("online", _l("Online: the operator's app or web cabinet")),
+    SelectChoice("store", _l("In person at a customer-service office")),
+    SelectChoice("not_yet", _l("Not yet: show me how")),
+]
+
+
+def today_in_baku(now: datetime) -> date:
+    return now.astimezone(policy.BAKU).date()
+
+
+def parse_az_mobile(text: str) -> str:
+    """Return the national number of an Azerbaijani mobile, or raise ValueError."""
+    import phonenumbers  # imported late: its metadata is paid for only when used
+
+    try:
+        number = phonenumbers.parse(text, "AZ")
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError("unparsable") from exc
+    if (not phonenumbers.is_valid_number(number)
+            or phonenumbers.region_code_for_number(number) != "AZ"):
+        raise ValueError("not an Azerbaijani number")
+    if phonenumbers.number_type(number) not in (
+            phonenumbers.PhoneNumberType.MOBILE,
+            phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE):
+        raise ValueError("not a mobile number")
+    return phonenumbers.national_significant_number(number)
+
+
+def normalise_email(text: str) -> str:
+    """Return the normalised address, or raise ValueError; never looks up DNS."""
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        return validate_email(text, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+class RequestForm(FlaskForm):
+    """What the traveller records about their cancellation request."""
+
+    email = EmailField(_l("Your email address"), validators=[
+        DataRequired(_l("Enter your email address.")), Length(max=254)])
+    operator = RadioField(_l("Which operator issued the eSIM?"), validators=[
+        InputRequired(_l("Choose the operator."))])
+    phone = TelField(_l("The eSIM's phone number"), validators=[
+        DataRequired(_l("Enter the eSIM's phone number.")), Length(max=40)])
+    channel = RadioField(_l("How did you ask the operator to cancel?"), choices=CHANNELS,
+                         validators=[InputRequired(_l("Choose how you asked."))])
+    requested_on = DateField(_l("When did you ask?"), validators=[Optional()])
+    timezone = HiddenField(default="Asia/Baku")
+    consent = BooleanField(
+        _l("I agree that the tracker stores my email address, the operator, the last four "
+           "digits of the number and the dates, and emails me about this cancellation."),
+        validators=[DataRequired(_l("Tick the box to let us email you."))])
+    # A field people never see and bots fill in.
+    website = StringField(_l("Leave this field empty"), validators=[Length(max=0, message=_l(
+        "Leave this field empty."))])
+    submission_id = HiddenField()
+
+    def __init__(self, *args, now: datetime, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.now = now
+        self.operator.choices = [
+            SelectChoice(op.code, op.name) for op in operators.OPERATORS.values()]
+        if not self.submission_id.data:
+            # One id per filled-in form: a double click or a re-post stores one request.
+            self.submission_id.data = secrets.token_urlsafe(16)
+        self.national_number = None
+        self.normalised_email = None
+
+    def validate_email(self, field):
+        try:
+            self.normalised_email = normalise_email(field.data or "")
+        except ValueError as exc:
+            raise ValidationError(_l("Enter an email address like name@example.com.")) from exc
+
+    def validate_phone(self, field):
+        try:
+            self.national_number = parse_az_mobile(field.data or "")
+        except ValueError as exc:
+            raise ValidationError(_l(
+                "Enter an Azerbaijani mobile number, like +994 50 123 45 67 or "
+                "050 123 45 67.")) from exc
+
+    def validate_requested_on(self, field):
+        if field.data is None:
+            return
+        today = today_in_baku(self.now)
+        if field.data > today:
+            raise ValidationError(_l("This date is in the future. Enter the day you asked."))
+        if field.data < today - timedelta(days=MAX_AGE_DAYS):
+            raise ValidationError(_l(
+                "This date is more than 60 days ago. Contact your operator directly."))
+
+    @property
+    def zone(self) -> str:
+        """The browser's zone if it is a real one; Baku otherwise (the field is hidden)."""
+        try:
+            ZoneInfo(self.timezone.data or "")
+        except (ZoneInfoNotFoundError, ValueError):
+            return "Asia/Baku"
+        return self.timezone.data
+
+    @property
+    def asked_on(self) -> date:
+        return self.requested_on.data or today_in_baku(self.now)

@@ -1,0 +1,134 @@
+"""The local sandbox: emulated AWS, the follow-up job every minute, and an outbox.
+
+``make run`` calls ``main``. The outbox blueprint is registered only in local mode
+(``LOCAL_MODE=1`` and not on Lambda), and reads what moto's SES received.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from datetime import UTC, datetime
+
+from flask import Blueprint, abort, render_template
+
+log = logging.getLogger(__name__)
+bp = Blueprint("local", __name__)
+
+MOTO_PORT = int(os.environ.get("MOTO_PORT", "5001"))
+APP_PORT = int(os.environ.get("PORT", "5000"))
+
+
+def sent_emails(endpoint: str) -> list[dict]:
+    """Every email moto's SES accepted, oldest first, parsed."""
+    with urllib.request.urlopen(f"{endpoint.rstrip('/')}/moto-api/data.json", timeout=10) as r:
+        data = json.load(r)
+    messages = []
+    for number, raw in enumerate(data.get("ses", {}).get("RawMessage", [])):
+        parsed = email.message_from_string(raw["raw_data"], policy=email.policy.default)
+        text = parsed.get_body(("plain",))
+        html = parsed.get_body(("html",))
+        messages.append({
+            "number": number, "id": raw["id"], "to": parsed["To"], "subject": parsed["Subject"],
+            "date": parsed["Date"], "headers": dict(parsed.items()),
+            "text": text.get_content() if text else "", "html": html.get_content() if html else ""})
+    return messages
+
+
+def _endpoint() -> str:
+    return os.environ.get("AWS_ENDPOINT_URL", f"http://127.0.0.1:{MOTO_PORT}")
+
+
+@bp.get("/outbox")
+def outbox():
+    """List every email sent, newest first."""
+    return render_template("outbox.html", messages=list(reversed(sent_emails(_endpoint()))))
+
+
+@bp.get("/outbox/<int:number>")
+def outbox_message(number: int):
+    """One email as the traveller would see it, links working."""
+    messages = sent_emails(_endpoint())
+    if not 0 <= number < len(messages):
+        abort(404)
+    return render_template("outbox_message.html", message=messages[number])
+
+
+def _wait_for(url: str, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def start_moto(port: int = MOTO_PORT) -> subprocess.Popen:
+    """Start moto's server on 127.0.0.1 and wait until it answers."""
+    proc = subprocess.Popen([sys.executable, "-m", "tracker.motoserver", "--port", str(port)])
+    _wait_for(f"http://127.0.0.1:{port}/moto-api/data.json")
+    return proc
+
+
+def sandbox_environment(moto_port: int = MOTO_PORT, app_port: int = APP_PORT) -> dict:
+    """The environment variables of the local sandbox: fake credentials, local AWS."""
+    return {
+        "LOCAL_MODE": "1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}",
+        "AWS_ACCESS_KEY_ID": "sandbox", "AWS_SECRET_ACCESS_KEY": "sandbox",
+        "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "eu-central-1"),
+        "SECRET_KEY": os.environ.get("SECRET_KEY", "local-sandbox-only-not-secret"),
+        "MAIL_FROM": "tracker@example.com", "BASE_URL": f"http://127.0.0.1:{app_port}",
+        "SEND_RATE": "0",
+    }
+
+
+def _job_every_minute(app, stop: threading.Event) -> None:
+    """Run the follow-up job on the real clock, like the Lambda schedule."""
+    from tracker import followups
+
+    while not stop.wait(60):
+        try:
+            with app.app_context():
+                followups.run(app.extensions["tracker"], now=datetime.now(UTC))
+        except Exception:  # noqa: BLE001 - the sandbox keeps going; the log says why
+            log.exception("background follow-up run failed")
+
+
+def main() -> None:
+    """Start everything and serve the app until Ctrl-C."""
+    os.environ.update(sandbox_environment())
+    moto = start_moto()
+    try:
+        from app import create_app
+        from tracker import cli
+
+        app = create_app()
+        with app.app_context():
+            runner = app.test_cli_runner()
+            print(runner.invoke(cli.bootstrap).output, end="")
+            from tracker import aws
+            aws.client("ses").verify_email_identity(EmailAddress=app.config["MAIL_FROM"])
+        stop = threading.Event()
+        threading.Thread(target=_job_every_minute, args=(app, stop), daemon=True).start()
+        print(f"\n  form:   http://127.0.0.1:{APP_PORT}/\n"
+              f"  outbox: http://127.0.0.1:{APP_PORT}/outbox\n"
+              f"  jump ahead: flask --app app followups run --at 2026-12-01T08:00:00Z "
+              f"(with the variables from `make env`)\n", flush=True)
+        app.run(host="127.0.0.1", port=APP_PORT, use_reloader=False)
+    finally:
+        moto.terminate()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""Pure follow-up rules: working days, when each email is due, what an answer leads to.
+
+Nothing here reads the clock or talks to AWS: every function takes ``now``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import tomllib
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+BAKU = ZoneInfo("Asia/Baku")
+DAY_START, DAY_END = time(9, 0), time(20, 0)
+CLOSED_TTL = timedelta(days=90)
+OVERRIDES_FILE = Path(__file__).with_name("workdays.toml")
+
+# Statuses. "open" and "no_answer" still accept an answer; the rest are final.
+OPEN, NO_ANSWER, VERIFIED, ESCALATED, STOPPED, FAILED = (
+    "open", "no_answer", "verified", "escalated", "stopped", "failed")
+ANSWERABLE = frozenset({OPEN, NO_ANSWER})
+ANSWERS = ("cancelled", "still_active")
+
+# Email kinds, in the order a traveller may meet them.
+RECEIPT, CHECK, REMINDER, ESCALATION, RECHECK = (
+    "receipt", "check", "reminder", "escalation", "recheck")
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The follow-up numbers; an operator file may override any of them."""
+
+    processing_days: int = 3
+    reminder_gap_days: int = 2
+    max_reminders: int = 2
+    recheck_gap_days: int = 2
+    max_rechecks: int = 3
+
+    def with_overrides(self, overrides: dict[str, int]) -> Rules:
+        """Return these rules with an operator's numbers in place."""
+        return dataclasses.replace(self, **overrides)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where one request stands: its status and the one email it waits to send."""
+
+    status: str = OPEN
+    next_kind: str | None = RECEIPT
+    due_at: datetime | None = None
+    reminders: int = 0
+    rechecks: int = 0
+    escalations: int = 0
+
+    @property
+    def next_key(self) -> str | None:
+        """Name the pending email uniquely within the request, so it is sent once."""
+        if self.next_kind is None:
+            return None
+        if self.next_kind == REMINDER:
+            return f"reminder-{self.rechecks}-{self.reminders + 1}"
+        if self.next_kind == ESCALATION:
+            return f"escalation-{self.escalations}"
+        if self.next_kind == RECHECK:
+            return f"recheck-{self.rechecks + 1}"
+        return self.next_kind
+
+    @property
+    def closed(self) -> bool:
+        return self.next_kind is None
+
+
+@functools.cache
+def _overrides() -> tuple[frozenset[date], frozenset[date]]:
+    """Read the maintainers' hand-kept days off and moved working days."""
+    if not OVERRIDES_FILE.exists():
+        return frozenset(), frozenset()
+    data = tomllib.loads(OVERRIDES_FILE.read_text(encoding="utf-8"))
+    return frozenset(data.get("days_off", [])), frozenset(data.get("working_days", []))
+
+
+@functools.cache
+def _public_holidays(year: int) -> frozenset[date]:
+    """Azerbaijan's public holidays for a year (imported late: it is heavy)."""
+    import holidays
+
+    # The default PUBLIC category only: WORKDAY lists days that are *worked*.
+    return frozenset(holidays.country_holidays("AZ", years=year))
+
+
+def is_working_day(day: date) -> bool:
+    """Tell whether Azerbaijani offices work on this day."""
+    days_off, working_days = _overrides()
+    if day in working_days:
+        return True
+    if day in days_off:
+        return False
+    return day.weekday() < 5 and day not in _public_holidays(day.year)
+
+
+def add_working_days(day: date, count: int) -> date:
+    """Return the count-th working day after ``day``."""
+    while count > 0:
+        day += timedelta(days=1)
+        if is_working_day(day):
+            count -= 1
+    return day
+
+
+def daytime(moment: datetime, tz: ZoneInfo) -> datetime:
+    """Return the first instant at or after ``moment`` within 09:00–20:00 in ``tz``."""
+    local = moment.astimezone(tz)
+    start = datetime.combine(local.date(), DAY_START, tz)
+    if local < start:
+        return start.astimezone(UTC)
+    if local.time() >= DAY_END:
+        return datetime.combine(local.date() + timedelta(days=1), DAY_START, tz).astimezone(
+            UTC)
+    return moment.astimezone(UTC)
+
+
+def is_daytime(moment: datetime, tz: ZoneInfo) -> bool:
+    """Tell whether ``moment`` is a decent hour to email someone in ``tz``."""
+    return daytime(moment, tz) == moment.astimezone(UTC)
+
+
+def first_check_due(requested_on: date, rules: Rules, tz: ZoneInfo) -> datetime:
+    """When the check email is due: the processing window fully over, in daytime."""
+    last_day = add_working_days(requested_on, rules.processing_days)
+    window_over = datetime.combine(last_day + timedelta(days=1), time(0), BAKU)
+    return daytime(window_over, tz)
+
+
+def working_days_later(now: datetime, count: int, tz: ZoneInfo) -> datetime:
+    """The same Baku clock time ``count`` working days on, moved into daytime."""
+    local = now.astimezone(BAKU)
+    later = datetime.combine(add_working_days(local.date(), count), local.time(), BAKU)
+    return daytime(later, tz)
+
+
+def after_sent(progress: Progress, *, now: datetime, requested_on: date, rules: Rules,
+               tz: ZoneInfo) -> Progress:
+    """What the request waits for once its pending email has gone out."""
+    kind = progress.next_kind
+    if kind == RECEIPT:
+        due = max(first_check_due(requested_on, rules, tz), now)
+        return dataclasses.replace(progress, next_kind=CHECK, due_at=due)
+    if kind in (CHECK, RECHECK):
+        rechecks = progress.rechecks + (kind == RECHECK)
+        return _await_answer(dataclasses.replace(progress, rechecks=rechecks, reminders=0),
+                             now, rules, tz)
+    if kind == REMINDER:
+        return _await_answer(dataclasses.replace(progress, reminders=progress.reminders + 1),
+                             now, rules, tz)
+    if kind == ESCALATION:
+        if progress.rechecks >= rules.max_rechecks:
+            return dataclasses.replace(progress, status=ESCALATED, next_kind=None, due_at=None)
+        due = working_days_later(now, rules.recheck_gap_days, tz)
+        return dataclasses.replace(progress, next_kind=RECHECK, due_at=due)
+    raise ValueError(f"nothing pending to have been sent: {kind!r}")
+
+
+def _await_answer(progress: Progress, now: datetime, rules: Rules, tz: ZoneInfo) -> Progress:
+    """Schedule the next reminder, or give up quietly once they are used up."""
+    if progress.reminders >= rules.max_reminders:
+        return dataclasses.replace(progress, status=NO_ANSWER, next_kind=None, due_at=None)
+    due = working_days_later(now, rules.reminder_gap_days, tz)
+    return dataclasses.replace(progress, status=OPEN, next_kind=REMINDER, due_at=due)
+
+
+def after_answer(progress: Progress, answer: str, *, now: datetime) -> Progress:
+    """Apply the traveller's answer; escalation contacts go out at once."""
+    if answer not in ANSWERS:
+        raise ValueError(f"unknown answer {answer!r}")
+    if progress.status not in ANSWERABLE:
+        raise ValueError(f"request is {progress.status}, it takes no answer")
+    if answer == "cancelled":
+        return dataclasses.replace(progress, status=VERIFIED, next_kind=None, due_at=None)
+    return dataclasses.replace(progress, status=OPEN, next_kind=ESCALATION, due_at=now,
+                               escalations=progress.escalations + 1)
+
+
+def stopped(progress: Progress, status: str = STOPPED) -> Progress:
+    """End all further email (unsubscribe, suppression, permanent failure)."""
+    return dataclasses.replace(progress, status=status, next_kind=None, due_at=None)
+
+
+def expires_at(progress: Progress, now: datetime) -> datetime | None:
+    """When a closed request is deleted by DynamoDB's TTL; open ones never are."""
+    return now + CLOSED_TTL if progress.closed else None

@@ -1,0 +1,261 @@
+"""The only module that speaks DynamoDB: translates records and errors, nothing more.
+
+One table. A request is the item ``pk = "REQ#<id>"``. The sparse index ``due`` holds
+only requests with an email pending (``due_part`` is set exactly then), keyed by
+``due_at``, so the job's Query reads what is due and never the table's history.
+
+Sending once, as a timeline:
+  run A: Query due ─ claim (conditional update: same next_key, lease free) ─ send ─ record
+  run B: Query due ─ claim fails: A holds the lease, or next_key has moved on
+  crash between send and record: the lease expires and the email is sent again;
+  that window (one SES call) is the only way to a duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+
+from botocore.exceptions import ClientError
+
+from tracker.model import Event, Request
+from tracker.policy import Progress, expires_at
+
+log = logging.getLogger(__name__)
+
+DUE_INDEX = "due"
+DUE_PART = "due"
+
+
+class StoreError(Exception):
+    """DynamoDB failed in a way a retry of the whole operation may fix."""
+
+
+def iso(moment: datetime) -> str:
+    """A fixed-width UTC timestamp that sorts as text."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+# Every recorded change appends to the timeline and bumps the version.
+_APPEND_EVENT = ("#hist = list_append(#hist, :event)", "#ver = #ver + :one")
+
+
+def _key(request_id: str) -> dict:
+    return {"pk": f"REQ#{request_id}"}
+
+
+def _is_condition_failure(exc: ClientError) -> bool:
+    return exc.response["Error"]["Code"] in (
+        "ConditionalCheckFailedException", "TransactionCanceledException")
+
+
+def _progress_fields(progress: Progress, now: datetime) -> dict:
+    """The item attributes that encode a Progress (None means remove)."""
+    expires = expires_at(progress, now)
+    return {
+        "status": progress.status,
+        "next_kind": progress.next_kind,
+        "next_key": progress.next_key,
+        "due_at": iso(progress.due_at) if progress.due_at else None,
+        "due_part": DUE_PART if progress.next_kind else None,
+        "reminders": progress.reminders,
+        "rechecks": progress.rechecks,
+        "escalations": progress.escalations,
+        "expires": int(expires.timestamp()) if expires else None,
+    }
+
+
+def _to_request(item: dict) -> Request:
+    progress = Progress(
+        status=item["status"], next_kind=item.get("next_kind"),
+        due_at=parse_iso(item["due_at"]) if item.get("due_at") else None,
+        reminders=int(item.get("reminders", 0)), rechecks=int(item.get("rechecks", 0)),
+        escalations=int(item.get("escalations", 0)))
+    history = tuple(Event(parse_iso(e["at"]), e["what"]) for e in item.get("history", []))
+    return Request(
+        id=item["id"], email=item["email"], operator=item["operator"],
+        phone_last4=item["phone_last4"], channel=item["channel"],
+        requested_on=date.fromisoformat(item["requested_on"]), timezone=item["timezone"],
+        lang=item["lang"], created_at=parse_iso(item["created_at"]), progress=progress,
+        history=history, version=int(item.get("version", 0)),
+        attempts=int(item.get("attempts", 0)))
+
+
+def _update(fields: dict, *extra_sets: str) -> tuple[str, dict, dict]:
+    """Build SET/REMOVE clauses for ``fields``; a None value removes the attribute."""
+    names, values, sets, removes = {}, {}, list(extra_sets), []
+    for i, (name, value) in enumerate(fields.items()):
+        names[f"#f{i}"] = name
+        if value is None:
+            removes.append(f"#f{i}")
+        else:
+            values[f":f{i}"] = value
+            sets.append(f"#f{i} = :f{i}")
+    expression = ("SET " + ", ".join(sets)) if sets else ""
+    if removes:
+        expression += " REMOVE " + ", ".join(removes)
+    return expression.strip(), names, values
+
+
+class Store:
+    """Requests in DynamoDB; takes its boto3 Table so tests can hand it any."""
+
+    def __init__(self, table, *, lease_seconds: int = 120):
+        self.table = table
+        self.lease = timedelta(seconds=lease_seconds)
+
+    def create(self, request: Request, *, now: datetime, lease_owner: str | None = None) -> bool:
+        """Store a new request once; False when that id exists (a double submit)."""
+        item = {
+            "pk": _key(request.id)["pk"], "id": request.id, "email": request.email,
+            "operator": request.operator, "phone_last4": request.phone_last4,
+            "channel": request.channel, "requested_on": request.requested_on.isoformat(),
+            "timezone": request.timezone, "lang": request.lang,
+            "created_at": iso(request.created_at), "version": 0, "attempts": 0,
+            "history": [{"at": iso(now), "what": "submitted"}],
+        }
+        item.update({k: v for k, v in _progress_fields(request.progress, now).items()
+                     if v is not None})
+        if lease_owner:
+            # Born claimed: the submitting request sends the receipt without a claim call.
+            item.update(lease_owner=lease_owner,
+                        lease_until=int((now + self.lease).timestamp()))
+        try:
+            self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise StoreError("put_item failed") from exc
+        return True
+
+    def get(self, request_id: str) -> Request | None:
+        """Read one request, strongly consistent."""
+        try:
+            item = self.table.get_item(Key=_key(request_id), ConsistentRead=True).get("Item")
+        except ClientError as exc:
+            raise StoreError("get_item failed") from exc
+        return _to_request(item) if item else None
+
+    def due(self, now: datetime, *, page_size: int = 100) -> Iterator[tuple[str, str]]:
+        """Yield (request id, pending email key) of everything due at ``now``, oldest first."""
+        query = {
+            "IndexName": DUE_INDEX, "Limit": page_size,
+            "KeyConditionExpression": "due_part = :part AND due_at <= :now",
+            "ExpressionAttributeValues": {":part": DUE_PART, ":now": iso(now)},
+        }
+        while True:
+            try:
+                page = self.table.query(**query)
+            except ClientError as exc:
+                raise StoreError("query of due index failed") from exc
+            for item in page.get("Items", []):
+                yield item["id"], item["next_key"]
+            if "LastEvaluatedKey" not in page:
+                return
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def claim(self, request_id: str, next_key: str, *, owner: str,
+              now: datetime) -> Request | None:
+        """Reserve one pending email for ``owner``; None when someone else has it."""
+        try:
+            item = self.table.update_item(
+                Key=_key(request_id),
+                UpdateExpression="SET lease_owner = :owner, lease_until = :until",
+                ConditionExpression=(
+                    "next_key = :key AND due_at <= :now AND "
+                    "(attribute_not_exists(lease_until) OR lease_until < :now_ts)"),
+                ExpressionAttributeValues={
+                    ":owner": owner, ":until": int((now + self.lease).timestamp()),
+                    ":key": next_key, ":now": iso(now), ":now_ts": int(now.timestamp())},
+                ReturnValues="ALL_NEW")["Attributes"]
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return None
+            raise StoreError("claim failed") from exc
+        return _to_request(item)
+
+    def record(self, request: Request, progress: Progress, *, owner: str, what: str,
+               now: datetime) -> bool:
+        """Record a sent (or finally failed) email and move on; releases the lease."""
+        fields = _progress_fields(progress, now)
+        fields.update(attempts=0, lease_owner=None, lease_until=None)
+        expression, names, values = _update(fields, *_APPEND_EVENT)
+        names.update({"#hist": "history", "#ver": "version"})
+        values.update({":event": [{"at": iso(now), "what": what}], ":one": 1,
+                       ":owner": owner, ":key": request.progress.next_key})
+        return self._conditional_update(
+            request.id, expression, names, values,
+            "lease_owner = :owner AND next_key = :key")
+
+    def release(self, request: Request, *, owner: str, due_at: datetime | None = None,
+                failed_attempt: bool = True) -> bool:
+        """Give a claimed email back unsent, to be tried again when due."""
+        fields = {"lease_owner": None, "lease_until": None}
+        if due_at:
+            fields["due_at"] = iso(due_at)
+        expression, names, values = _update(fields, "#att = #att + :inc")
+        names["#att"] = "attempts"
+        values.update({":inc": int(failed_attempt), ":owner": owner})
+        return self._conditional_update(request.id, expression, names, values,
+                                        "lease_owner = :owner")
+
+    def save(self, request: Request, progress: Progress, *, what: str, now: datetime) -> bool:
+        """Apply a traveller's change if nobody changed the request since it was read."""
+        fields = _progress_fields(progress, now)
+        fields.update(attempts=0)
+        expression, names, values = _update(fields, *_APPEND_EVENT)
+        names.update({"#hist": "history", "#ver": "version"})
+        values.update({":event": [{"at": iso(now), "what": what}], ":one": 1,
+                       ":version": request.version})
+        return self._conditional_update(request.id, expression, names, values,
+                                        "#ver = :version")
+
+    def delete(self, request_id: str) -> None:
+        """Remove a request and everything it holds, now."""
+        try:
+            self.table.delete_item(Key=_key(request_id))
+        except ClientError as exc:
+            raise StoreError("delete_item failed") from exc
+
+    def _conditional_update(self, request_id, expression, names, values, condition) -> bool:
+        try:
+            self.table.update_item(
+                Key=_key(request_id), UpdateExpression=expression,
+                ConditionExpression=condition, ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values)
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise StoreError("update_item failed") from exc
+        return True
+
+
+def create_table(client, name: str) -> bool:
+    """Create the table, its due index and TTL if missing; True when it was created."""
+    try:
+        client.create_table(
+            TableName=name, BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "due_part", "AttributeType": "S"},
+                {"AttributeName": "due_at", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            GlobalSecondaryIndexes=[{
+                "IndexName": DUE_INDEX,
+                "KeySchema": [{"AttributeName": "due_part", "KeyType": "HASH"},
+                              {"AttributeName": "due_at", "KeyType": "RANGE"}],
+                "Projection": {"ProjectionType": "INCLUDE",
+                               "NonKeyAttributes": ["id", "next_key"]}}])
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ResourceInUseException":
+            raise
+        return False
+    client.get_waiter("table_exists").wait(TableName=name)
+    client.update_time_to_live(
+        TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires"})
+    return True

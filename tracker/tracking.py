@@ -1,0 +1,68 @@
+"""What a traveller can do to a request: submit it, answer, stop emails, delete it."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import uuid
+from datetime import datetime
+
+from tracker import policy
+from tracker.followups import Postman, deliver
+from tracker.mail import ThrottledError
+from tracker.model import Request
+
+log = logging.getLogger(__name__)
+
+
+def request_id_for(secret: str, submission_id: str) -> str:
+    """Derive the request id from the form's submission id, so re-posts collide.
+
+    Keyed, so nobody can pick or predict another traveller's id.
+    """
+    digest = hmac.new(secret.encode(), submission_id.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:16]).decode().rstrip("=")
+
+
+def submit(postman: Postman, request: Request, *, now: datetime) -> bool:
+    """Store the request and send its receipt; False when it was stored before."""
+    owner = uuid.uuid4().hex
+    if not postman.store.create(request, now=now, lease_owner=owner):
+        return False
+    log.info("request created", extra={"request": request.id, "operator": request.operator})
+    try:
+        deliver(postman, request, owner=owner, now=now)
+    except ThrottledError:
+        pass  # the receipt stays due; the job sends it
+    return True
+
+
+def answer(postman: Postman, request: Request, reply: str, *, now: datetime) -> Request:
+    """Record the traveller's answer; a line still active gets its escalation at once."""
+    progress = policy.after_answer(request.progress, reply, now=now)
+    if not postman.store.save(request, progress, what=f"answer:{reply}", now=now):
+        raise Conflict()
+    if progress.next_kind == policy.ESCALATION:
+        owner = uuid.uuid4().hex
+        claimed = postman.store.claim(request.id, progress.next_key, owner=owner, now=now)
+        if claimed:
+            try:
+                deliver(postman, claimed, owner=owner, now=now)
+            except ThrottledError:
+                pass  # left due: the job sends it
+    return postman.store.get(request.id) or request
+
+
+def stop_emails(postman: Postman, request: Request, *, now: datetime, why: str) -> bool:
+    """End all further email for this request; True if it was still sending."""
+    if request.progress.closed:
+        return False
+    if not postman.store.save(request, policy.stopped(request.progress), what=why, now=now):
+        raise Conflict()
+    return True
+
+
+class Conflict(Exception):
+    """The request changed between reading and writing it; read it again."""

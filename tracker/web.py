@@ -1,0 +1,184 @@
+"""The blueprint: thin views over forms, tracking and the store."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from flask import Blueprint, abort, current_app, g, redirect, render_template, request, url_for
+from flask_wtf import FlaskForm
+from wtforms import HiddenField
+
+import operators
+from tracker import i18n, policy, tokens, tracking
+from tracker.emails import links
+from tracker.forms import RequestForm
+from tracker.model import Request
+
+log = logging.getLogger(__name__)
+bp = Blueprint("web", __name__)
+
+
+def _now() -> datetime:
+    return current_app.config.get("CLOCK", lambda: datetime.now(UTC))()
+
+
+def _postman():
+    return current_app.extensions["tracker"]
+
+
+def _lang() -> str:
+    return i18n.select_locale()
+
+
+class AnswerForm(FlaskForm):
+    """The verification page's two buttons."""
+
+    answer = HiddenField()
+
+
+class ActionForm(FlaskForm):
+    """A button that changes something (stop emails, delete my data)."""
+
+
+class OneClickForm(FlaskForm):
+    """RFC 8058 one-click unsubscribe: mail providers POST it with no cookie."""
+
+    class Meta:
+        csrf = False
+
+
+def _load(token: str, purpose: str) -> Request:
+    """The request a link points at; 404 for a bad link, 410 for an old one."""
+    try:
+        request_id = tokens.read(
+            current_app.config["SECRET_KEY"], purpose, token,
+            max_age_seconds=current_app.config["LINK_MAX_AGE_DAYS"] * 86400)
+    except tokens.ExpiredToken:
+        abort(410)
+    except tokens.BadToken:
+        abort(404)
+    found = _postman().store.get(request_id)
+    if found is None:
+        abort(404)
+    g.request_lang = found.lang  # pages about a request speak its language
+    return found
+
+
+@bp.route("/", methods=["GET", "POST"])
+def form():
+    """Show the form; on a valid POST store the request and send the receipt."""
+    now = _now()
+    form = RequestForm(now=now)
+    if not form.validate_on_submit():
+        return render_template("form.html", form=form), 400 if request.method == "POST" else 200
+    secret = current_app.config["SECRET_KEY"]
+    new = Request(
+        id=tracking.request_id_for(secret, form.submission_id.data),
+        email=form.normalised_email, operator=form.operator.data,
+        phone_last4=form.national_number[-4:], channel=form.channel.data,
+        requested_on=form.asked_on, timezone=form.zone, lang=_lang(), created_at=now)
+    if not tracking.submit(_postman(), new, now=now):
+        log.info("duplicate submission", extra={"request": new.id})
+    guess = operators.guess_operator(form.national_number)
+    hint = guess.code if guess and guess.code != new.operator else None
+    token = tokens.make(secret, "manage", new.id)
+    return redirect(url_for(".done", token=token, lang=_lang(), hint=hint), 303)
+
+
+@bp.get("/done/<token>")
+def done(token: str):
+    """The confirmation page: the operator's steps, what to check, when we write."""
+    found = _load(token, "manage")
+    hint = request.args.get("hint")
+    return render_template("done.html", **_page_context(found, token),
+                           hint=operators.OPERATORS.get(hint))
+
+
+@bp.route("/check/<token>", methods=["GET", "POST"])
+def check(token: str):
+    """The verification page; GET only shows, the POST records the answer."""
+    found = _load(token, "check")
+    answer_form = AnswerForm()
+    if request.method == "POST":
+        reply = request.form.get("answer")
+        if not answer_form.validate_on_submit() or reply not in policy.ANSWERS:
+            return render_template("check.html", **_page_context(found, token),
+                                   form=answer_form, invalid=True), 400
+        if found.progress.status in policy.ANSWERABLE:
+            try:
+                tracking.answer(_postman(), found, reply, now=_now())
+            except tracking.Conflict:
+                abort(409)
+        return redirect(url_for(".check", token=token, lang=_lang()), 303)
+    return render_template("check.html", **_page_context(found, token), form=answer_form)
+
+
+@bp.get("/manage/<token>")
+def manage(token: str):
+    """Status, timeline, and the buttons to stop emails or delete everything."""
+    found = _load(token, "manage")
+    return render_template("manage.html", **_page_context(found, token), form=ActionForm())
+
+
+@bp.post("/manage/<token>/stop")
+def stop(token: str):
+    """Stop every further email for this request."""
+    found = _load(token, "manage")
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    _stop(found, "stopped:manage")
+    return redirect(url_for(".manage", token=token, lang=_lang()), 303)
+
+
+@bp.post("/manage/<token>/delete")
+def delete(token: str):
+    """Delete the request and all it holds, at once."""
+    found = _load(token, "manage")
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    _postman().store.delete(found.id)
+    log.info("request deleted", extra={"request": found.id})
+    return redirect(url_for(".deleted", lang=_lang()), 303)
+
+
+@bp.get("/deleted")
+def deleted():
+    return render_template("deleted.html")
+
+
+@bp.route("/unsubscribe/<token>", methods=["GET", "POST"])
+def unsubscribe(token: str):
+    """One-click unsubscribe; a GET (link scanners follow them) only offers the button."""
+    found = _load(token, "unsubscribe")
+    if request.method == "POST":
+        _stop(found, "stopped:unsubscribe")
+        return render_template("unsubscribed.html", request_=found)
+    return render_template("unsubscribe.html", request_=found, form=OneClickForm())
+
+
+def _stop(found: Request, why: str) -> None:
+    try:
+        tracking.stop_emails(_postman(), found, now=_now(), why=why)
+    except tracking.Conflict:
+        abort(409)
+
+
+def _page_context(found: Request, token: str) -> dict:
+    """What every page about one request shows."""
+    postman = _postman()
+    operator = operators.get(found.operator)
+    rules = postman.rules_for(found.operator)
+    tz = i18n.ZoneInfo(found.timezone)
+    lang = _lang()
+    first_check = policy.first_check_due(found.requested_on, rules, tz)
+    return dict(
+        found=found, token=token, operator=operator, lang=lang,
+        channel=operator.steps_for(found.channel), links=links(found),
+        first_check=i18n.format_moment(first_check, found.timezone, lang),
+        next_email=(i18n.format_moment(found.progress.due_at, found.timezone, lang)
+                    if found.progress.due_at else None),
+        requested_on=i18n.format_day(found.requested_on, lang),
+        history=[(i18n.format_moment(e.at, found.timezone, lang), e.what)
+                 for e in found.history],
+        answered_still_active=any(e.what == "answer:still_active" for e in found.history))
