@@ -7,7 +7,6 @@ from pathlib import Path
 
 from flask import Flask, has_request_context, render_template
 from flask_babel import Babel
-from flask_wtf import CSRFProtect
 
 import operators
 from tracker import aws, config, i18n, logs, mail, policy
@@ -30,7 +29,6 @@ def create_app(overrides: dict | None = None) -> Flask:
 
     Babel(app, locale_selector=i18n.select_locale, default_translation_directories=str(
         ROOT / "translations"))
-    CSRFProtect(app)
     app.extensions["tracker"] = _postman(app)
 
     from tracker import web

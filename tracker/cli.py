@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import click
 from flask import Flask, current_app
+from flask.cli import with_appcontext
 
 from tracker import aws, followups, store
 
@@ -17,6 +18,7 @@ def register(app: Flask) -> None:
 
 
 @click.command()
+@with_appcontext
 def bootstrap():
     """Create the table, its index and TTL, and start SES verification of MAIL_FROM."""
     name = current_app.config["TABLE_NAME"]
@@ -39,6 +41,7 @@ def followups_group():
 
 @followups_group.command("run")
 @click.option("--at", "at", default=None, help="Run as if at this ISO-8601 instant.")
+@with_appcontext
 def run_command(at):
     """Run the follow-up job once."""
     now = parse_instant(at) if at else datetime.now(UTC)
