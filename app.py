@@ -24,8 +24,8 @@ def create_app(overrides: dict | None = None) -> Flask:
                 static_folder=str(ROOT / "static"))
     app.config.update(config.from_environment())
     app.config.update(overrides or {})
-    config.check(app.config)
     logs.configure()
+    config.check(app.config)
 
     Babel(app, locale_selector=i18n.select_locale, default_translation_directories=str(
         ROOT / "translations"))

@@ -1,0 +1,131 @@
+"""The request form: every bad input gets its message next to its field, and is kept."""
+
+import re
+
+import pytest
+
+from tests.helpers import VALID, csrf_token, submit
+
+BAD_INPUTS = [
+    ("email", "", "Enter your email address."),
+    ("email", "not-an-email", "Enter an email address like name@example.com."),
+    ("email", "traveller@", "Enter an email address like name@example.com."),
+    ("email", "a" * 250 + "@example.com", "Field cannot be longer than 254 characters."),
+    ("operator", None, "Choose the operator."),
+    ("operator", "naxtel", "Not a valid choice."),
+    ("phone", "", "phone number."),
+    ("phone", "12345", "Enter an Azerbaijani mobile number"),
+    ("phone", "+7 912 345 67 89", "Enter an Azerbaijani mobile number"),
+    ("phone", "+994 12 345 67 89", "Enter an Azerbaijani mobile number"),  # a Baku landline
+    ("phone", "call me", "Enter an Azerbaijani mobile number"),
+    ("channel", None, "Choose how you asked."),
+    ("channel", "fax", "Not a valid choice."),
+    ("requested_on", "2026-09-15", "This date is in the future."),
+    ("requested_on", "2026-07-15", "more than 60 days ago"),
+    ("requested_on", "2026-13-45", "Not a valid date value."),
+    ("consent", None, "Tick the box to let us email you."),
+    ("website", "http://spam.example", "Leave this field empty."),
+]
+
+
+@pytest.mark.parametrize("field,value,message", BAD_INPUTS,
+                         ids=[f"{f}={v!r}"[:40] for f, v, _ in BAD_INPUTS])
+def test_bad_input_is_rejected_next_to_its_field_and_the_rest_kept(
+        client, table, outbox, field, value, message):
+    response = submit(client, **{field: value})
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert message in page
+    # The message is linked from the summary and sits next to its field.
+    assert f'href="#{field}"' in page
+    assert re.search(rf'id="{field}-error"[^>]*>[^<]*{re.escape(message[:20])}', page)
+    # Everything else the traveller typed is still there.
+    if field != "email":
+        assert 'value="traveller@example.com"' in page
+    if field != "phone":
+        assert 'value="+994 50 123 45 67"' in page
+    assert table.scan()["Items"] == [] and outbox() == []
+
+
+def test_missing_csrf_token_re_shows_the_form_with_its_values(client, table):
+    data = dict(VALID)
+    response = client.post("/", data=data)
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert 'value="traveller@example.com"' in page
+    assert table.scan()["Items"] == []
+
+
+@pytest.mark.parametrize("written", ["+994 50 123 45 67", "0501234567", "994501234567",
+                                     "+994-50-123-45-67", "(050) 123 45 67"])
+def test_common_writings_of_a_number_are_accepted_and_only_last_digits_kept(
+        client, table, written):
+    assert submit(client, phone=written).status_code == 303
+    [item] = table.scan()["Items"]
+    assert item["phone_last4"] == "4567"
+    assert "50123" not in str(item) and "501234567" not in str(item)
+
+
+def test_requested_on_defaults_to_today_in_baku(client, table, clock):
+    from datetime import datetime, timezone
+
+    clock.now = datetime(2026, 9, 14, 21, 30, tzinfo=timezone.utc)  # 01:30 on the 15th in Baku
+    assert submit(client, requested_on="").status_code == 303
+    [item] = table.scan()["Items"]
+    assert item["requested_on"] == "2026-09-15"
+
+
+def test_a_bad_timezone_falls_back_to_baku(client, table):
+    assert submit(client, timezone="Mars/Olympus").status_code == 303
+    assert table.scan()["Items"][0]["timezone"] == "Asia/Baku"
+
+
+def test_browser_timezone_is_stored(client, table):
+    assert submit(client, timezone="Asia/Shanghai").status_code == 303
+    assert table.scan()["Items"][0]["timezone"] == "Asia/Shanghai"
+
+
+def test_double_submit_creates_one_request_and_one_receipt(client, table, outbox):
+    data = dict(VALID, csrf_token=csrf_token(client), submission_id="same-form-twice")
+    first = client.post("/", data=data)
+    second = client.post("/", data=data)
+    assert first.status_code == second.status_code == 303
+    assert len(table.scan()["Items"]) == 1
+    assert len(outbox()) == 1
+    assert client.get(second.headers["Location"]).status_code == 200
+
+
+def test_refreshing_the_confirmation_page_changes_nothing(client, table, outbox):
+    location = submit(client).headers["Location"]
+    for _ in range(3):
+        assert client.get(location).status_code == 200
+    assert len(table.scan()["Items"]) == 1 and len(outbox()) == 1
+
+
+def test_prefix_of_another_operator_gives_a_soft_hint_not_an_error(client):
+    response = submit(client, operator="azercell", phone="055 123 45 67")
+    assert response.status_code == 303
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "usually Bakcell numbers" in page
+
+
+def test_matching_prefix_gives_no_hint(client):
+    page = client.get(submit(client).headers["Location"]).get_data(as_text=True)
+    assert "usually" not in page
+
+
+@pytest.mark.parametrize("channel,expected", [
+    ("store", "passport"), ("online", "Kabinetim"), ("not_yet", "customer-service office")])
+def test_confirmation_page_shows_the_operators_steps_for_the_channel(client, channel, expected):
+    page = client.get(submit(client, channel=channel).headers["Location"]).get_data(as_text=True)
+    assert expected in page
+    assert "Erase downloaded SIMs" in page and "refund" in page and "Back up" in page
+    # The first check email's date and local time (Mon 14 Sep -> Fri 18 Sep, 09:00 Baku).
+    assert "Friday, September 18, 2026, 9:00" in page
+
+
+def test_confirmation_page_never_gives_the_police_number_as_bakcell(client):
+    page = client.get(submit(client, operator="bakcell", phone="0551234567")
+                      .headers["Location"]).get_data(as_text=True)
+    assert "555" in page
+    assert 'href="tel:102"' not in page and "police" in page
