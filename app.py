@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from flask import Flask, has_request_context, render_template
 from flask_babel import Babel
 
 import operators
-from tracker import aws, config, i18n, logs, mail, policy
+from tracker import aws, config, i18n, logs, mail, policy, suppression
 from tracker.emails import compose
 from tracker.followups import Postman
 from tracker.store import Store
@@ -58,7 +59,8 @@ def _postman(app: Flask) -> Postman:
         return defaults.with_overrides(operators.get(code).followup)
 
     return Postman(
-        store=Store(_LazyTable(cfg["TABLE_NAME"]), lease_seconds=cfg["LEASE_SECONDS"]),
+        store=Store(_LazyTable(cfg["TABLE_NAME"]), lease_seconds=cfg["LEASE_SECONDS"],
+                    address_key=functools.partial(suppression.address_key, cfg["SECRET_KEY"])),
         mailer=mail.SesMailer(lambda: aws.client("sesv2", max_attempts=1)),
         compose=compose, rules_for=rules_for, mail_from=cfg["MAIL_FROM"],
         send_rate=cfg["SEND_RATE"], max_attempts=cfg["MAX_SEND_ATTEMPTS"],

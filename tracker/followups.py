@@ -48,6 +48,13 @@ def deliver(postman: Postman, request: Request, *, owner: str, now: datetime) ->
     progress, key = request.progress, request.progress.next_key
     tz = ZoneInfo(request.timezone)
     context = {"request": request.id, "email": key}
+    reason = postman.store.suppression(request.email)
+    if reason:  # a hard bounce or a complaint: never mail this address again
+        status = policy.FAILED if reason == "bounce" else policy.STOPPED
+        postman.store.record(request, policy.stopped(progress, status), owner=owner,
+                             what=f"suppressed:{reason}", now=now)
+        log.info("address suppressed; request stopped", extra=context)
+        return "suppressed"
     if progress.next_kind not in ANY_HOUR and not policy.is_daytime(now, tz):
         postman.store.release(request, owner=owner, due_at=policy.daytime(now, tz),
                               failed_attempt=False)
@@ -106,23 +113,29 @@ def run(postman: Postman, *, now: datetime,
         time_left_millis: Callable[[], float] | None = None) -> dict:
     """Send what is due at ``now``; return counts. Safe to run twice at once."""
     owner = uuid.uuid4().hex
-    counts = Counter(sent=0, failed=0, deferred=0, retry=0, skipped=0)
+    counts = Counter(sent=0, failed=0, deferred=0, retry=0, skipped=0, suppressed=0,
+                     errors=0)
     pacer = _Pacer(postman.send_rate)
     stopped_early = throttled = False
     for request_id, key in postman.store.due(now):
         if time_left_millis and time_left_millis() < postman.reserve_millis:
             stopped_early = True  # the rest stays due for the next run
             break
-        request = postman.store.claim(request_id, key, owner=owner, now=now)
-        if request is None:
-            counts["skipped"] += 1  # another run has it, or it moved on
-            continue
-        pacer.wait()
         try:
+            request = postman.store.claim(request_id, key, owner=owner, now=now)
+            if request is None:
+                counts["skipped"] += 1  # another run has it, or it moved on
+                continue
+            pacer.wait()
             counts[deliver(postman, request, owner=owner, now=now)] += 1
         except ThrottledError:
             throttled = True
             break
+        except Exception as exc:  # noqa: BLE001 - one item never stops a run
+            # DynamoDB failed past botocore's retries: a lease we took expires and a
+            # later run tries again. Only the type is logged: messages may echo values.
+            counts["errors"] += 1
+            log.error("item failed: %s", type(exc).__name__, extra={"request": request_id})
     result = dict(counts, throttled=throttled, stopped_early=stopped_early)
     log.info("followups run done", extra={"counts": result})
     return result

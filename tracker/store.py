@@ -14,7 +14,7 @@ Sending once, as a timeline:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 
 from botocore.exceptions import ClientError
@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 DUE_INDEX = "due"
 DUE_PART = "due"
+# Requests by ``addr_key``, the keyed hash of their address (also the pk of that
+# address's suppression item): a bounce stops them all without a Scan.
+ADDRESS_INDEX = "by_address"
 
 
 class StoreError(Exception):
@@ -105,9 +108,12 @@ def _update(fields: dict, *extra_sets: str) -> tuple[str, dict, dict]:
 class Store:
     """Requests in DynamoDB; takes its boto3 Table so tests can hand it any."""
 
-    def __init__(self, table, *, lease_seconds: int = 120):
+    def __init__(self, table, *, lease_seconds: int = 120,
+                 address_key: Callable[[str], str] | None = None):
         self.table = table
         self.lease = timedelta(seconds=lease_seconds)
+        # address -> "SUPP#<keyed hash>" (tracker.suppression.address_key with the secret)
+        self.address_key = address_key
 
     def create(self, request: Request, *, now: datetime, lease_owner: str | None = None) -> bool:
         """Store a new request once; False when that id exists (a double submit)."""
@@ -119,6 +125,8 @@ class Store:
             "created_at": iso(request.created_at), "version": 0, "attempts": 0,
             "history": [{"at": iso(now), "what": "submitted"}],
         }
+        if self.address_key:
+            item["addr_key"] = self.address_key(request.email)
         item.update({k: v for k, v in _progress_fields(request.progress, now).items()
                      if v is not None})
         if lease_owner:
@@ -222,6 +230,42 @@ class Store:
         except ClientError as exc:
             raise StoreError("delete_item failed") from exc
 
+    def suppress(self, addr_key: str, *, reason: str, now: datetime,
+                 until: datetime) -> None:
+        """Mark an address as never to be mailed (again) until ``until``; idempotent."""
+        try:
+            self.table.put_item(Item={"pk": addr_key, "reason": reason, "at": iso(now),
+                                      "expires": int(until.timestamp())})
+        except ClientError as exc:
+            raise StoreError("put_item of suppression failed") from exc
+
+    def suppression(self, address: str) -> str | None:
+        """Why ``address`` must not be mailed (``bounce``, ``complaint``), or None."""
+        if not self.address_key:
+            return None
+        try:
+            item = self.table.get_item(Key={"pk": self.address_key(address)},
+                                       ConsistentRead=True).get("Item")
+        except ClientError as exc:
+            raise StoreError("get_item of suppression failed") from exc
+        return item["reason"] if item else None
+
+    def requests_to(self, addr_key: str) -> list[str]:
+        """The ids of every stored request to the address with this key."""
+        query = {"IndexName": ADDRESS_INDEX,
+                 "KeyConditionExpression": "addr_key = :key",
+                 "ExpressionAttributeValues": {":key": addr_key}}
+        ids = []
+        while True:
+            try:
+                page = self.table.query(**query)
+            except ClientError as exc:
+                raise StoreError("query of address index failed") from exc
+            ids += [item["id"] for item in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page:
+                return ids
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def _conditional_update(self, request_id, expression, names, values, condition) -> bool:
         try:
             self.table.update_item(
@@ -235,27 +279,55 @@ class Store:
         return True
 
 
+_ATTRIBUTES = {"pk": "S", "due_part": "S", "due_at": "S", "addr_key": "S"}
+_INDEXES = [
+    {"IndexName": DUE_INDEX,
+     "KeySchema": [{"AttributeName": "due_part", "KeyType": "HASH"},
+                   {"AttributeName": "due_at", "KeyType": "RANGE"}],
+     "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["id", "next_key"]}},
+    {"IndexName": ADDRESS_INDEX,
+     "KeySchema": [{"AttributeName": "addr_key", "KeyType": "HASH"}],
+     "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["id"]}},
+]
+
+
+def _definitions(indexes: list[dict]) -> list[dict]:
+    names = {"pk"} | {k["AttributeName"] for i in indexes for k in i["KeySchema"]}
+    return [{"AttributeName": n, "AttributeType": _ATTRIBUTES[n]} for n in sorted(names)]
+
+
 def create_table(client, name: str) -> bool:
-    """Create the table, its due index and TTL if missing; True when it was created."""
+    """Create the table, its indexes and TTL if missing; True when it was created.
+
+    On a table from an older version, adds the indexes it lacks (one per call, as
+    DynamoDB allows; run it again once the first is ACTIVE).
+    """
     try:
         client.create_table(
             TableName=name, BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "due_part", "AttributeType": "S"},
-                {"AttributeName": "due_at", "AttributeType": "S"}],
+            AttributeDefinitions=_definitions(_INDEXES),
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            GlobalSecondaryIndexes=[{
-                "IndexName": DUE_INDEX,
-                "KeySchema": [{"AttributeName": "due_part", "KeyType": "HASH"},
-                              {"AttributeName": "due_at", "KeyType": "RANGE"}],
-                "Projection": {"ProjectionType": "INCLUDE",
-                               "NonKeyAttributes": ["id", "next_key"]}}])
+            GlobalSecondaryIndexes=_INDEXES)
     except ClientError as exc:
         if exc.response["Error"]["Code"] != "ResourceInUseException":
             raise
+        _add_missing_index(client, name)
         return False
     client.get_waiter("table_exists").wait(TableName=name)
     client.update_time_to_live(
         TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires"})
     return True
+
+
+def _add_missing_index(client, name: str) -> None:
+    table = client.describe_table(TableName=name)["Table"]
+    indexes = table.get("GlobalSecondaryIndexes", [])
+    if any(i.get("IndexStatus") not in (None, "ACTIVE") for i in indexes):
+        return  # one index change at a time
+    have = {i["IndexName"] for i in indexes}
+    missing = [i for i in _INDEXES if i["IndexName"] not in have]
+    if missing:
+        client.update_table(
+            TableName=name, AttributeDefinitions=_definitions([missing[0]]),
+            GlobalSecondaryIndexUpdates=[{"Create": missing[0]}])
+        log.info("adding index", extra={"index": missing[0]["IndexName"]})

@@ -13,6 +13,7 @@ from tracker import policy
 from tracker.followups import Postman, deliver
 from tracker.mail import ThrottledError
 from tracker.model import Request
+from tracker.store import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,11 @@ def submit(postman: Postman, request: Request, *, now: datetime) -> bool:
     log.info("request created", extra={"request": request.id, "operator": request.operator})
     try:
         deliver(postman, request, owner=owner, now=now)
-    except ThrottledError:
-        pass  # the receipt stays due; the job sends it
+    except (ThrottledError, StoreError) as exc:
+        # The request is stored and its receipt due: the job sends it once our lease
+        # (if we still hold it) runs out.
+        log.warning("receipt left to the job: %s", type(exc).__name__,
+                    extra={"request": request.id})
     return True
 
 
