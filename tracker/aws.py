@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import functools
 
-# Standard retry mode backs off on throttling and 5xx; DynamoDB throttling then
-# slows a run down instead of failing it.
-_RETRIES = {"mode": "standard", "max_attempts": 8}
+# Standard retry mode backs off on throttling, 5xx and connection errors; DynamoDB
+# throttling then slows a run down instead of failing it. ``total_max_attempts`` counts
+# the first try (botocore's ``max_attempts`` counts only retries: 1 would mean two
+# sends, and a retried SES send after a lost answer is a duplicate email).
+_RETRIES = {"mode": "standard", "total_max_attempts": 8}
 
 
 @functools.cache
@@ -22,10 +24,10 @@ def session():
 
 
 @functools.cache
-def _config(max_attempts: int = _RETRIES["max_attempts"]):
+def _config(max_attempts: int = _RETRIES["total_max_attempts"]):
     from botocore.config import Config
 
-    retries = dict(_RETRIES, max_attempts=max_attempts)
+    retries = dict(_RETRIES, total_max_attempts=max_attempts)
     return Config(retries=retries, connect_timeout=5, read_timeout=10)
 
 
@@ -36,8 +38,8 @@ def table(name: str):
 
 
 @functools.cache
-def client(service: str, *, max_attempts: int = _RETRIES["max_attempts"]):
-    """A low-level client for ``service`` (``sesv2``, ``dynamodb``, …)."""
+def client(service: str, *, max_attempts: int = _RETRIES["total_max_attempts"]):
+    """A low-level client for ``service``; ``max_attempts`` counts the first try."""
     return session().client(service, config=_config(max_attempts))
 
 

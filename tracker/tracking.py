@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -29,6 +30,11 @@ def request_id_for(secret: str, submission_id: str) -> str:
 
 def submit(postman: Postman, request: Request, *, now: datetime) -> bool:
     """Store the request and send its receipt; False when it was stored before."""
+    if request.progress.due_at is None:
+        # The receipt is due at once: in the due index from the start, so the job
+        # sends it if this request cannot (SES down, Lambda killed).
+        request = dataclasses.replace(
+            request, progress=dataclasses.replace(request.progress, due_at=now))
     owner = uuid.uuid4().hex
     if not postman.store.create(request, now=now, lease_owner=owner):
         return False

@@ -1,0 +1,144 @@
+"""The follow-up job: concurrent runs, replays, Lambda time, failures of one item."""
+
+import copy
+import importlib
+import threading
+
+import pytest
+
+from handlers import followup
+from soak import faults
+from tests.conftest import load_event
+from tests.helpers import stored_requests, submit
+from tests.jobs import NOW, FakeContext, address, own_clients, seed_due, sends_per_address
+from tracker import aws, followups
+
+
+@pytest.fixture
+def lambda_app(app, monkeypatch):
+    """Make the handlers' module-level app the test's app (its secret, its table)."""
+    monkeypatch.setattr(importlib.import_module("app"), "app", app)
+    return app
+
+
+@pytest.fixture
+def postman(app):
+    return app.extensions["tracker"]
+
+
+@pytest.fixture
+def ses_client(app):
+    """The very sesv2 client the app sends with (cached per process)."""
+    return aws.client("sesv2", max_attempts=1)
+
+
+def run_job(app, postman=None, now=NOW, **kwargs) -> dict:
+    with app.app_context():
+        return followups.run(postman or app.extensions["tracker"], now=now, **kwargs)
+
+
+def test_two_concurrent_runs_over_200_due_requests_send_each_email_once(
+        app, postman, outbox):
+    seed_due(postman.store, 200)
+    results = []
+    start = threading.Barrier(2)
+
+    def one_run():
+        mine = own_clients(postman)  # boto3 resources must not be shared by threads
+        start.wait()
+        results.append(run_job(app, mine))
+
+    threads = [threading.Thread(target=one_run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    sent = sends_per_address(outbox)
+    assert len(sent) == 200 and set(sent.values()) == {1}
+    assert sum(r["sent"] for r in results) == 200
+    assert all(r["sent"] > 0 for r in results)  # both really worked the same queue
+
+
+def test_replayed_scheduled_event_sends_nothing_twice(lambda_app, postman, outbox):
+    seed_due(postman.store, 5)
+    event = load_event("scheduled_event.json")
+
+    first = followup.run(event, None)
+    replay = followup.run(copy.deepcopy(event), None)
+
+    assert first["sent"] == 5 and replay["sent"] == 0
+    assert set(sends_per_address(outbox).values()) == {1}
+
+
+def test_event_time_is_the_jobs_now(lambda_app, postman, outbox):
+    seed_due(postman.store, 1)
+    early = dict(load_event("scheduled_event.json"), time="2026-09-18T03:00:00Z")
+    assert followup.run(early, None)["sent"] == 0  # due at 04:00 UTC, not yet
+    assert followup.run(load_event("scheduled_event.json"), None)["sent"] == 1
+
+
+def test_run_leaves_work_for_the_next_when_lambda_time_runs_low(lambda_app, postman, outbox):
+    seed_due(postman.store, 10)
+    event = load_event("scheduled_event.json")
+    reserve = lambda_app.config["RESERVE_MILLIS"]
+
+    # Enough time for four items, then below the reserve.
+    first = followup.run(event, FakeContext(reserve + 3500, step=1000))
+    assert first["sent"] == 4 and first["stopped_early"] is True
+    assert len(outbox()) == 4
+
+    second = followup.run(event, FakeContext(900_000))
+    assert second["sent"] == 6 and second["stopped_early"] is False
+    sent = sends_per_address(outbox)
+    assert len(sent) == 10 and set(sent.values()) == {1}
+
+
+class FailFor:
+    """A mailer that fails for one address and sends everything else."""
+
+    def __init__(self, mailer, bad_address, error):
+        self.mailer, self.bad_address, self.error = mailer, bad_address, error
+
+    def send_email(self, *, from_address, to_address, message):
+        if to_address == self.bad_address:
+            raise self.error
+        return self.mailer.send_email(from_address=from_address, to_address=to_address,
+                                      message=message)
+
+
+def test_one_failing_item_never_stops_the_others(app, postman, outbox, table):
+    import dataclasses
+
+    seed_due(postman.store, 5)
+    broken = dataclasses.replace(
+        postman, mailer=FailFor(postman.mailer, address(2), RuntimeError("boom")))
+
+    result = run_job(app, broken)
+
+    assert result["sent"] == 4 and result["retry"] == 1
+    assert address(2) not in sends_per_address(outbox)
+    item = table.get_item(Key={"pk": "REQ#seed00002"})["Item"]
+    assert item["next_kind"] == "check" and item["attempts"] == 1 and "lease_owner" not in item
+    assert run_job(app)["sent"] == 1  # the next run tries it again
+    assert sends_per_address(outbox)[address(2)] == 1
+
+
+@pytest.mark.parametrize("fault", [
+    lambda r: faults.ses_error(r, "TooManyRequestsException", 429),
+    lambda r: faults.ses_error(r, "InternalFailure", 500),
+    faults.connection_error,
+], ids=["throttled", "server-error", "connection-error"])
+def test_receipt_is_sent_by_the_job_when_ses_fails_during_submit(
+        client, app, ses_client, table, outbox, clock, fault):
+    with faults.injected(ses_client, lambda request, **_: fault(request),
+                         "before-send.sesv2.SendEmail"):
+        assert submit(client).status_code == 303
+    assert outbox() == []
+    [item] = stored_requests(table)
+    assert item["next_kind"] == "receipt" and item["status"] == "open"
+
+    assert run_job(app, now=clock.now)["sent"] == 1
+    assert run_job(app, now=clock.now)["sent"] == 0
+    [receipt] = outbox()
+    assert receipt["to"] == "traveller@example.com" and "tracking" in receipt["subject"]
