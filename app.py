@@ -10,7 +10,7 @@ from flask import Flask, has_request_context, render_template
 from flask_babel import Babel
 
 import operators
-from tracker import aws, config, i18n, logs, mail, policy, suppression
+from tracker import aws, config, i18n, logs, mail, policy, security, suppression
 from tracker.emails import compose
 from tracker.followups import Postman
 from tracker.store import Store
@@ -43,6 +43,7 @@ def create_app(overrides: dict | None = None) -> Flask:
         app.register_error_handler(code, _error_page)
     app.jinja_env.globals.update(languages=i18n.NAMES)
     app.context_processor(_page_language)
+    security.init_app(app)
 
     from tracker import cli
 

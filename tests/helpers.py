@@ -36,3 +36,8 @@ def local_path(url: str, base: str = "https://tracker.example/dev") -> str:
     """Turn an email link into a path for the test client."""
     assert url.startswith(base), url
     return url[len(base):]
+
+
+def stored_requests(table) -> list[dict]:
+    """The request items in the table, leaving out abuse counters and suppressions."""
+    return [item for item in table.scan()["Items"] if item["pk"].startswith("REQ#")]

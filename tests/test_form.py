@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from tests.helpers import VALID, csrf_token, submit
+from tests.helpers import VALID, csrf_token, stored_requests, submit
 
 BAD_INPUTS = [
     ("email", "", "Enter your email address."),
@@ -44,7 +44,7 @@ def test_bad_input_is_rejected_next_to_its_field_and_the_rest_kept(
         assert 'value="traveller@example.com"' in page
     if field != "phone":
         assert 'value="+994 50 123 45 67"' in page
-    assert table.scan()["Items"] == [] and outbox() == []
+    assert stored_requests(table) == [] and outbox() == []
 
 
 def test_missing_csrf_token_re_shows_the_form_with_its_values(client, table):
@@ -53,7 +53,7 @@ def test_missing_csrf_token_re_shows_the_form_with_its_values(client, table):
     assert response.status_code == 400
     page = response.get_data(as_text=True)
     assert 'value="traveller@example.com"' in page
-    assert table.scan()["Items"] == []
+    assert stored_requests(table) == []
 
 
 @pytest.mark.parametrize("written", ["+994 50 123 45 67", "0501234567", "994501234567",
@@ -61,7 +61,7 @@ def test_missing_csrf_token_re_shows_the_form_with_its_values(client, table):
 def test_common_writings_of_a_number_are_accepted_and_only_last_digits_kept(
         client, table, written):
     assert submit(client, phone=written).status_code == 303
-    [item] = table.scan()["Items"]
+    [item] = stored_requests(table)
     assert item["phone_last4"] == "4567"
     assert "50123" not in str(item) and "501234567" not in str(item)
 
@@ -71,18 +71,18 @@ def test_requested_on_defaults_to_today_in_baku(client, table, clock):
 
     clock.now = datetime(2026, 9, 14, 21, 30, tzinfo=timezone.utc)  # 01:30 on the 15th in Baku
     assert submit(client, requested_on="").status_code == 303
-    [item] = table.scan()["Items"]
+    [item] = stored_requests(table)
     assert item["requested_on"] == "2026-09-15"
 
 
 def test_a_bad_timezone_falls_back_to_baku(client, table):
     assert submit(client, timezone="Mars/Olympus").status_code == 303
-    assert table.scan()["Items"][0]["timezone"] == "Asia/Baku"
+    assert stored_requests(table)[0]["timezone"] == "Asia/Baku"
 
 
 def test_browser_timezone_is_stored(client, table):
     assert submit(client, timezone="Asia/Shanghai").status_code == 303
-    assert table.scan()["Items"][0]["timezone"] == "Asia/Shanghai"
+    assert stored_requests(table)[0]["timezone"] == "Asia/Shanghai"
 
 
 def test_double_submit_creates_one_request_and_one_receipt(client, table, outbox):
@@ -90,7 +90,7 @@ def test_double_submit_creates_one_request_and_one_receipt(client, table, outbox
     first = client.post("/", data=data)
     second = client.post("/", data=data)
     assert first.status_code == second.status_code == 303
-    assert len(table.scan()["Items"]) == 1
+    assert len(stored_requests(table)) == 1
     assert len(outbox()) == 1
     assert client.get(second.headers["Location"]).status_code == 200
 
@@ -99,7 +99,7 @@ def test_refreshing_the_confirmation_page_changes_nothing(client, table, outbox)
     location = submit(client).headers["Location"]
     for _ in range(3):
         assert client.get(location).status_code == 200
-    assert len(table.scan()["Items"]) == 1 and len(outbox()) == 1
+    assert len(stored_requests(table)) == 1 and len(outbox()) == 1
 
 
 def test_prefix_of_another_operator_gives_a_soft_hint_not_an_error(client):

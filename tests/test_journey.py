@@ -3,7 +3,7 @@
 import re
 from datetime import datetime, timezone
 
-from tests.helpers import link, local_path, submit
+from tests.helpers import link, local_path, stored_requests, submit
 
 
 def run_job(runner, at: str) -> dict:
@@ -43,7 +43,7 @@ def test_journey_to_verified(client, runner, outbox, table):
     assert "Verified" in page and "Remove Cellular Plan" in page and "Erase downloaded SIMs" in page
 
     assert run_job(runner, "2026-09-30T08:00:00Z")["sent"] == 0
-    [item] = table.scan()["Items"]
+    [item] = stored_requests(table)
     assert item["status"] == "verified" and "expires" in item
     assert "501234567" not in str(item) and item["phone_last4"] == "4567"
 
@@ -115,5 +115,5 @@ def test_manage_page_shows_timeline_and_deletes_now(client, outbox, table):
     path, _, query = manage.partition("?")
     response = client.post(f"{path}/delete?{query}", data={"csrf_token": token})
     assert response.status_code == 303
-    assert table.scan()["Items"] == []
+    assert stored_requests(table) == []
     assert client.get(manage).status_code == 404

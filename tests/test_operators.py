@@ -118,19 +118,36 @@ def test_every_unchecked_channel_says_so_in_a_step():
                 assert any(not step.checked for step in channel.steps), (op.code, name)
 
 
-def test_every_text_has_english_and_chinese():
+def test_every_text_has_all_four_languages():
     for op in operators.OPERATORS.values():
         for where, _, texts in all_facts(op):
             if texts is not None:
-                assert texts.get("en") and texts.get("zh"), (op.code, where)
+                assert set(texts) == set(operators.LANGUAGES), (op.code, where)
+                assert all(texts[lang].strip() for lang in operators.LANGUAGES), (op.code, where)
 
 
-def test_chinese_keeps_numbers_and_urls_unchanged():
+def test_every_language_keeps_numbers_urls_and_names_unchanged():
     for op in operators.OPERATORS.values():
         for where, _, texts in all_facts(op):
             if texts is not None:
-                for token in re.findall(r"https://[\w./-]*\w|\*?\d{3,}", texts["en"]):
-                    assert token in texts["zh"], (op.code, where, token)
+                tokens = re.findall(r"https://[\w./-]*\w|[\w.]+@[\w.]+\w|\*?\d{2,}", texts["en"])
+                tokens += [op.name] if op.name in texts["en"] else []
+                for lang in operators.LANGUAGES:
+                    for token in tokens:
+                        assert token in texts[lang], (op.code, where, lang, token)
+
+
+# How each language says "check with your operator", as the page's own catalog says it.
+CHECK_WITH_OPERATOR = {"en": "check with your operator", "zh": "向运营商核实",
+                       "az": "operatorunuzla dəqiqləşdirin", "ru": "уточните у оператора"}
+
+
+def test_every_unchecked_text_says_check_with_your_operator_in_every_language():
+    for op in operators.OPERATORS.values():
+        for where, record, texts in all_facts(op):
+            if texts and not record.checked:
+                for lang, phrase in CHECK_WITH_OPERATOR.items():
+                    assert phrase in texts[lang].lower(), (op.code, where, lang)
 
 
 def test_unverified_facts_are_flagged_unchecked():
@@ -143,8 +160,18 @@ def test_unverified_facts_are_flagged_unchecked():
 
 def test_text_falls_back_to_english():
     fact = operators.get("azercell").caveats[0]
-    assert fact.t("az") == fact.t("en")
+    assert fact.t("de") == fact.t("en")
     assert fact.t("zh-CN") == fact.t("zh") != fact.t("en")
+    assert fact.t("ru-RU") == fact.t("ru") != fact.t("en")
+
+
+def test_a_file_with_english_only_still_loads_and_falls_back(data_dir):
+    text = (data_dir / "nar.toml").read_text(encoding="utf-8")
+    english_only = re.sub(r', (zh|az|ru) = "[^"]*"', "", text)
+    assert english_only != text
+    (data_dir / "nar.toml").write_text(english_only, encoding="utf-8")
+    caveat = operators.load(data_dir)["nar"].caveats[0]
+    assert caveat.t("az") == caveat.t("en") == operators.get("nar").caveats[0].t("en")
 
 
 def test_steps_for_not_yet_is_none_and_channels_keep_a_fixed_order():
@@ -197,7 +224,7 @@ def test_guess_operator_gives_none_for_unknown_prefix(number):
         ("bakcell.toml", 'value = "555"', 'value = "102"', "contacts[0]"),
         ("azercell.toml", 'value = "*1111"', 'value = "900"', "contacts[0]"),
         ("nar.toml", "[termination.sms]", "[termination.fax]", "unknown channel 'fax'"),
-        ("nar.toml", 'label = { en = "Nar+', 'label = { ru = "Nar+', "lacks en"),
+        ("nar.toml", 'label = { en = "Nar+', 'label = { de = "Nar+', "lacks en"),
         ("azercell.toml", 'name = "Azercell"\n', "", "missing required key 'name'"),
         ("azercell.toml", "days = 3", "days = 0", "processing_days"),
         ("azercell.toml", "days = 3", 'days = "3"', "processing_days"),

@@ -25,12 +25,23 @@ DEFAULTS = {
     "LINK_MAX_AGE_DAYS": 180,
     "WTF_CSRF_TIME_LIMIT": None,
     "MAX_CONTENT_LENGTH": 64 * 1024,
+    # Abuse limits (0 turns one off), counted in DynamoDB so they hold across instances.
+    "SUBMISSIONS_PER_IP_PER_HOUR": 20,
+    "SUBMISSIONS_PER_ADDRESS_PER_DAY": 5,
+    "FRESH_LINKS_PER_REQUEST_PER_DAY": 3,
+    # Cookies (the CSRF session) travel only over HTTPS, never to scripts, never
+    # cross-site; the local sandbox serves plain HTTP, so it drops Secure (see check).
+    "SESSION_COOKIE_SECURE": True,
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
     "BABEL_DEFAULT_LOCALE": "en",
     "BABEL_DEFAULT_TIMEZONE": "Asia/Baku",
 }
 
 _FLOATS = {"SEND_RATE"}
-_INTS = {"LEASE_SECONDS", "RESERVE_MILLIS", "MAX_SEND_ATTEMPTS", "LINK_MAX_AGE_DAYS"}
+_INTS = {"LEASE_SECONDS", "RESERVE_MILLIS", "MAX_SEND_ATTEMPTS", "LINK_MAX_AGE_DAYS",
+         "SUBMISSIONS_PER_IP_PER_HOUR", "SUBMISSIONS_PER_ADDRESS_PER_DAY",
+         "FRESH_LINKS_PER_REQUEST_PER_DAY"}
 
 
 def on_lambda() -> bool:
@@ -56,6 +67,8 @@ def check(config: dict) -> None:
         missing = [name for name in REQUIRED_IN_PRODUCTION if not os.environ.get(name)]
         if missing:
             raise RuntimeError(f"missing settings on Lambda: {', '.join(missing)}")
+    if config.get("LOCAL_MODE"):
+        config["SESSION_COOKIE_SECURE"] = False  # the sandbox serves plain http://127.0.0.1
     if not config.get("SECRET_KEY"):
         # Off Lambda (local sandbox, tests, a developer's shell) a throwaway key will do,
         # but links signed by it die with the process.

@@ -58,3 +58,20 @@ def compose(request: Request) -> Message:
     headers = (("List-Unsubscribe", f"<{urls['unsubscribe']}>"),
                ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
     return Message(subject=subject, text=text, html=html, headers=headers)
+
+
+FRESH_LINKS_SUBJECT = _l("New links for your eSIM cancellation")
+
+
+def compose_fresh_links(request: Request) -> Message:
+    """The email sent when a traveller asks again after a link expired: new links only."""
+    urls = links(request)
+    with force_locale(request.lang):
+        subject = str(FRESH_LINKS_SUBJECT)
+        context = dict(request=request, operator=operators.get(request.operator),
+                       lang=request.lang, links=urls, subject=subject)
+        text = render_template("emails/links.txt", **context)
+        html = render_template("emails/links.html", **context)
+    headers = (("List-Unsubscribe", f"<{urls['unsubscribe']}>"),
+               ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+    return Message(subject=subject, text=text, html=html, headers=headers)

@@ -40,15 +40,18 @@ class Postman:
     reserve_millis: int = 10_000
 
 
-def deliver(postman: Postman, request: Request, *, owner: str, now: datetime) -> str:
+def deliver(postman: Postman, request: Request, *, owner: str, now: datetime,
+            suppression_checked: bool = False) -> str:
     """Send the claimed request's pending email once and record it; return the outcome.
 
-    Raises ThrottledError after handing the email back, so the caller can stop.
+    ``suppression_checked``: the caller's own write just checked the address (the form's
+    transaction does), so this saves the read. Raises ThrottledError after handing the
+    email back, so the caller can stop.
     """
     progress, key = request.progress, request.progress.next_key
     tz = ZoneInfo(request.timezone)
     context = {"request": request.id, "email": key}
-    reason = postman.store.suppression(request.email)
+    reason = None if suppression_checked else postman.store.suppression(request.email)
     if reason:  # a hard bounce or a complaint: never mail this address again
         status = policy.FAILED if reason == "bounce" else policy.STOPPED
         postman.store.record(request, policy.stopped(progress, status), owner=owner,

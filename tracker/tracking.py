@@ -8,13 +8,15 @@ import hashlib
 import hmac
 import logging
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from tracker import policy
 from tracker.followups import Postman, deliver
-from tracker.mail import ThrottledError
+from tracker.limits import Quota
+from tracker.mail import MailError, Message, ThrottledError
 from tracker.model import Request
-from tracker.store import StoreError
+from tracker.store import OverLimit, StoreError, Suppressed
 
 log = logging.getLogger(__name__)
 
@@ -28,19 +30,25 @@ def request_id_for(secret: str, submission_id: str) -> str:
     return base64.urlsafe_b64encode(digest[:16]).decode().rstrip("=")
 
 
-def submit(postman: Postman, request: Request, *, now: datetime) -> bool:
-    """Store the request and send its receipt; False when it was stored before."""
+def submit(postman: Postman, request: Request, *, now: datetime,
+           quotas: Sequence[Quota] = ()) -> bool:
+    """Store the request and send its receipt; False when it was stored before.
+
+    Raises store.OverLimit or store.Suppressed, storing nothing. Two DynamoDB calls in
+    all: the create transaction (which also checks suppression) and the receipt's record.
+    """
     if request.progress.due_at is None:
         # The receipt is due at once: in the due index from the start, so the job
         # sends it if this request cannot (SES down, Lambda killed).
         request = dataclasses.replace(
             request, progress=dataclasses.replace(request.progress, due_at=now))
     owner = uuid.uuid4().hex
-    if not postman.store.create(request, now=now, lease_owner=owner):
+    if not postman.store.create(request, now=now, lease_owner=owner, quotas=quotas):
         return False
     log.info("request created", extra={"request": request.id, "operator": request.operator})
     try:
-        deliver(postman, request, owner=owner, now=now)
+        deliver(postman, request, owner=owner, now=now,
+                suppression_checked=postman.store.address_key is not None)
     except (ThrottledError, StoreError) as exc:
         # The request is stored and its receipt due: the job sends it once our lease
         # (if we still hold it) runs out.
@@ -72,6 +80,32 @@ def stop_emails(postman: Postman, request: Request, *, now: datetime, why: str) 
     if not postman.store.save(request, policy.stopped(request.progress), what=why, now=now):
         raise Conflict()
     return True
+
+
+def send_fresh_links(postman: Postman, request_id: str, *, quotas: Sequence[Quota],
+                     compose: Callable[[Request], Message]) -> str:
+    """Email new links to the address stored on the request, never to any other.
+
+    Returns the outcome for the log; the traveller sees the same page whatever it is, so
+    an expired link tells nobody whether the request exists or the email went out.
+    """
+    try:
+        found = postman.store.get(request_id)
+        if found is None:
+            return "unknown"
+        postman.store.spend(quotas, address=found.email)
+    except OverLimit as exc:
+        return f"over_limit:{exc.quota.name}"
+    except Suppressed:
+        return "suppressed"
+    except StoreError:
+        return "store_error"
+    try:
+        postman.mailer.send_email(from_address=postman.mail_from, to_address=found.email,
+                                  message=compose(found))
+    except MailError as exc:
+        return f"mail_error:{type(exc).__name__}"
+    return "sent"
 
 
 class Conflict(Exception):

@@ -5,15 +5,27 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from flask import Blueprint, abort, current_app, g, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import HiddenField
 
 import operators
-from tracker import i18n, policy, tokens, tracking
-from tracker.emails import links
+from tracker import i18n, limits, policy, tokens, tracking
+from tracker.emails import compose_fresh_links, links
 from tracker.forms import RequestForm
 from tracker.model import Request
+from tracker.store import OverLimit, Suppressed
 
 log = logging.getLogger(__name__)
 bp = Blueprint("web", __name__)
@@ -55,7 +67,7 @@ def _load(token: str, purpose: str) -> Request:
             current_app.config["SECRET_KEY"], purpose, token,
             max_age_seconds=current_app.config["LINK_MAX_AGE_DAYS"] * 86400)
     except tokens.ExpiredToken:
-        abort(410)
+        abort(_expired_page(token, purpose))
     except tokens.BadToken:
         abort(404)
     found = _postman().store.get(request_id)
@@ -78,7 +90,17 @@ def form():
         email=form.normalised_email, operator=form.operator.data,
         phone_last4=form.national_number[-4:], channel=form.channel.data,
         requested_on=form.asked_on, timezone=form.zone, lang=_lang(), created_at=now)
-    if not tracking.submit(_postman(), new, now=now):
+    quotas = limits.submission_quotas(
+        current_app.config, client=limits.client_address(request.environ),
+        address=new.email, now=now)
+    try:
+        created = tracking.submit(_postman(), new, now=now, quotas=quotas)
+    except OverLimit as exc:
+        return _over_limit(form, exc.quota, now)
+    except Suppressed:
+        form.email.errors.append(SUPPRESSED_MESSAGE)
+        return render_template("form.html", form=form), 400
+    if not created:  # a re-post of a stored form: show its confirmation again
         log.info("duplicate submission", extra={"request": new.id})
     guess = operators.guess_operator(form.national_number)
     hint = guess.code if guess and guess.code != new.operator else None
@@ -126,7 +148,7 @@ def stop(token: str):
     """Stop every further email for this request."""
     found = _load(token, "manage")
     if not ActionForm().validate_on_submit():
-        abort(400)
+        return _manage_again(found, token)
     _stop(found, "stopped:manage")
     return redirect(url_for(".manage", token=token, lang=_lang()), 303)
 
@@ -136,7 +158,7 @@ def delete(token: str):
     """Delete the request and all it holds, at once."""
     found = _load(token, "manage")
     if not ActionForm().validate_on_submit():
-        abort(400)
+        return _manage_again(found, token)
     _postman().store.delete(found.id)
     log.info("request deleted", extra={"request": found.id})
     return redirect(url_for(".deleted", lang=_lang()), 303)
@@ -155,6 +177,65 @@ def unsubscribe(token: str):
         _stop(found, "stopped:unsubscribe")
         return render_template("unsubscribed.html", request_=found)
     return render_template("unsubscribe.html", request_=found, form=OneClickForm())
+
+
+@bp.post("/renew/<purpose>/<token>")
+def renew(purpose: str, token: str):
+    """Email fresh links for an expired one, to the address stored on its request."""
+    secret = current_app.config["SECRET_KEY"]
+    request_id = tokens.owner(secret, purpose, token) if purpose in tokens.PURPOSES else None
+    if request_id is None:
+        abort(404)
+    if not ActionForm().validate_on_submit():
+        return _expired_page(token, purpose, invalid=True, status=400)
+    quotas = limits.fresh_link_quotas(
+        current_app.config, client=limits.client_address(request.environ),
+        request_id=request_id, now=_now())
+    outcome = tracking.send_fresh_links(_postman(), request_id, quotas=quotas,
+                                        compose=compose_fresh_links)
+    log.info("fresh links asked for", extra={"request": request_id, "outcome": outcome})
+    return redirect(url_for(".renewed", lang=_lang()), 303)
+
+
+@bp.get("/renewed")
+def renewed():
+    """The same neutral answer whatever happened: it must not reveal whether it worked."""
+    return render_template("renewed.html")
+
+
+# Over-limit answers, by limit; what was typed stays in the form under the message.
+LIMIT_MESSAGES = {
+    limits.IP_HOUR: _l("Many forms were sent from your network in the last hour, so we "
+                       "paused it. Nothing was saved. What you typed is kept below: send "
+                       "it again in an hour."),
+    limits.ADDRESS_DAY: _l("This email address has had several requests today, so we paused "
+                           "it. Nothing was saved. What you typed is kept below: send it "
+                           "again tomorrow, or use another address."),
+}
+SUPPRESSED_MESSAGE = _l("We cannot email this address: mail to it bounced, or was reported "
+                        "as unwanted. Enter another address.")
+
+
+def _over_limit(form: RequestForm, quota: limits.Quota, now: datetime):
+    """429, the form re-shown as typed under a message saying which limit and when."""
+    log.info("over limit", extra={"limit": quota.name})
+    page = render_template("form.html", form=form, notice=LIMIT_MESSAGES[quota.name])
+    response = make_response(page, 429)
+    response.headers["Retry-After"] = str(quota.retry_after(now))
+    return response
+
+
+def _expired_page(token: str, purpose: str, *, invalid: bool = False, status: int = 410):
+    """410, with a button that emails fresh links to the request's own address."""
+    page = render_template("expired.html", token=token, purpose=purpose, form=ActionForm(),
+                           invalid=invalid)
+    return make_response(page, status)
+
+
+def _manage_again(found: Request, token: str):
+    """A button whose CSRF check failed: the same page again, saying so, nothing done."""
+    return render_template("manage.html", **_page_context(found, token), form=ActionForm(),
+                           invalid=True), 400
 
 
 def _stop(found: Request, why: str) -> None:

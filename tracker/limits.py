@@ -1,0 +1,131 @@
+"""Abuse limits: counters per client and per address, shared by every Lambda instance.
+
+A limit is a counter item in the table, one per fixed window (a clock hour, a UTC day),
+``pk = "LIMIT#<name>#<window>#<keyed hash>"``. The store bumps it in the same
+transaction as the write it guards, on the condition that it is still under the limit,
+so a refused submission counts nothing and two instances can never both take the last
+slot. The hash is an HMAC keyed with the app secret: the table never holds an IP address
+or an email address in clear, and without the secret nobody can test a guess against it
+(IPv4's 2^32 addresses are far too few for a plain hash). The item expires with its
+window (DynamoDB TTL on ``expires``).
+
+Pure: no Flask, no boto3. The web layer picks the client address; the store writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+
+# The names of the limits; each is a setting (see tracker.config).
+IP_HOUR = "ip_hour"
+ADDRESS_DAY = "address_day"
+LINKS_IP_HOUR = "links_ip_hour"
+LINKS_DAY = "links_day"
+
+
+@dataclass(frozen=True)
+class Quota:
+    """One counter that may reach ``limit`` within its window, and no more."""
+
+    name: str
+    key: str
+    limit: int
+    resets_at: datetime
+
+    @property
+    def expires(self) -> int:
+        """The counter's TTL: it is never read again once its window has passed."""
+        return int(self.resets_at.timestamp())
+
+    def retry_after(self, now: datetime) -> int:
+        """Whole seconds until the window ends (at least 1), for ``Retry-After``."""
+        return max(1, int((self.resets_at - now).total_seconds()) + 1)
+
+
+def keyed_hash(secret: str, name: str, subject: str) -> str:
+    """An HMAC of ``subject`` under the app secret, separate for each limit."""
+    message = f"esim-tracker/limit/{name}\0{subject}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()[:32]
+
+
+def quota(secret: str, name: str, subject: str, *, limit: int, window: timedelta,
+          now: datetime) -> Quota | None:
+    """The counter of ``subject`` for the window holding ``now``; None when unlimited."""
+    if limit <= 0:
+        return None
+    size = int(window.total_seconds())
+    start = int(now.timestamp()) // size * size
+    label = datetime.fromtimestamp(start, UTC).strftime("%Y%m%d%H")
+    return Quota(name=name, key=f"LIMIT#{name}#{label}#{keyed_hash(secret, name, subject)}",
+                 limit=limit, resets_at=datetime.fromtimestamp(start + size, UTC))
+
+
+def submission_quotas(config: Mapping, *, client: str, address: str,
+                      now: datetime) -> tuple[Quota, ...]:
+    """The limits one submission of the form counts against."""
+    secret = config["SECRET_KEY"]
+    found = (
+        quota(secret, IP_HOUR, network_of(client), now=now, window=HOUR,
+              limit=config["SUBMISSIONS_PER_IP_PER_HOUR"]),
+        quota(secret, ADDRESS_DAY, address.strip().lower(), now=now, window=DAY,
+              limit=config["SUBMISSIONS_PER_ADDRESS_PER_DAY"]),
+    )
+    return tuple(q for q in found if q)
+
+
+def fresh_link_quotas(config: Mapping, *, client: str, request_id: str,
+                      now: datetime) -> tuple[Quota, ...]:
+    """The limits one "send me a fresh link" counts against."""
+    secret = config["SECRET_KEY"]
+    found = (
+        quota(secret, LINKS_IP_HOUR, network_of(client), now=now, window=HOUR,
+              limit=config["SUBMISSIONS_PER_IP_PER_HOUR"]),
+        quota(secret, LINKS_DAY, request_id, now=now, window=DAY,
+              limit=config["FRESH_LINKS_PER_REQUEST_PER_DAY"]),
+    )
+    return tuple(q for q in found if q)
+
+
+def network_of(client: str) -> str:
+    """The unit a client is counted by: its IPv4 address, or its IPv6 /64.
+
+    One IPv6 subscriber usually holds a whole /64, so counting single addresses would
+    let anyone step around the limit.
+    """
+    try:
+        address = ipaddress.ip_address(client.strip())
+    except ValueError:
+        return client
+    if address.version == 6 and address.ipv4_mapped:
+        return str(address.ipv4_mapped)
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+def client_address(environ: Mapping) -> str:
+    """The address the request came from, as API Gateway saw the connection.
+
+    On Lambda, Zappa puts the API Gateway event in ``environ["lambda.event"]``; its
+    ``requestContext`` holds ``sourceIp``, which API Gateway takes from the connection
+    and no header can change. Zappa's own ``REMOTE_ADDR`` is the second-to-last entry of
+    ``X-Forwarded-For``: right behind CloudFront (an edge-optimised API), but on a
+    regional API or a function URL it is whatever the client put in that header, so it
+    is only the fallback (local sandbox, tests, other WSGI servers).
+    """
+    event = environ.get("lambda.event")
+    context = event.get("requestContext") if isinstance(event, Mapping) else None
+    if isinstance(context, Mapping):
+        for holder in ("identity", "http"):  # REST API (v1) / HTTP API and URLs (v2)
+            source = (context.get(holder) or {}).get("sourceIp")
+            if source:
+                return str(source)
+    return environ.get("REMOTE_ADDR") or "unknown"
