@@ -14,11 +14,13 @@ Sending once, as a timeline:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 
 from botocore.exceptions import ClientError
 
+from tracker.limits import Quota
 from tracker.model import Event, Request
 from tracker.policy import Progress, expires_at
 
@@ -33,6 +35,33 @@ ADDRESS_INDEX = "by_address"
 
 class StoreError(Exception):
     """DynamoDB failed in a way a retry of the whole operation may fix."""
+
+
+class Suppressed(Exception):
+    """The address is on the suppression list: nothing may be sent to it."""
+
+
+class OverLimit(Exception):
+    """An abuse counter is at its limit; ``quota`` says which one and until when."""
+
+    def __init__(self, quota: Quota):
+        super().__init__(quota.name)
+        self.quota = quota
+
+
+# A transaction cancelled by a concurrent one on the same item is tried again this often.
+_CONFLICT_RETRIES = 3
+_RETRY_REASONS = {"None", "ConditionalCheckFailed", "TransactionConflict"}
+
+
+def _bump(table_name: str, quota: Quota) -> dict:
+    """Count one use of ``quota``, on the condition that it is still under its limit."""
+    return {"Update": {
+        "TableName": table_name, "Key": {"pk": quota.key},
+        "UpdateExpression": "ADD #n :one SET #exp = if_not_exists(#exp, :exp)",
+        "ConditionExpression": "attribute_not_exists(#n) OR #n < :limit",
+        "ExpressionAttributeNames": {"#n": "n", "#exp": "expires"},
+        "ExpressionAttributeValues": {":one": 1, ":exp": quota.expires, ":limit": quota.limit}}}
 
 
 def iso(moment: datetime) -> str:
@@ -115,8 +144,14 @@ class Store:
         # address -> "SUPP#<keyed hash>" (tracker.suppression.address_key with the secret)
         self.address_key = address_key
 
-    def create(self, request: Request, *, now: datetime, lease_owner: str | None = None) -> bool:
-        """Store a new request once; False when that id exists (a double submit)."""
+    def create(self, request: Request, *, now: datetime, lease_owner: str | None = None,
+               quotas: Sequence[Quota] = ()) -> bool:
+        """Store a new request once; False when that id exists (a double submit).
+
+        One TransactWriteItems does it all: the conditional put, a check that the address
+        is not suppressed, and one bump of each abuse counter. Raises Suppressed or
+        OverLimit, and then nothing is written and nothing counted.
+        """
         item = {
             "pk": _key(request.id)["pk"], "id": request.id, "email": request.email,
             "operator": request.operator, "phone_last4": request.phone_last4,
@@ -133,13 +168,71 @@ class Store:
             # Born claimed: the submitting request sends the receipt without a claim call.
             item.update(lease_owner=lease_owner,
                         lease_until=int((now + self.lease).timestamp()))
-        try:
-            self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
-        except ClientError as exc:
-            if _is_condition_failure(exc):
-                return False
-            raise StoreError("put_item failed") from exc
-        return True
+        put = {"Put": {"TableName": self.table.name, "Item": item,
+                       "ConditionExpression": "attribute_not_exists(pk)"}}
+        failed = self._transact([put], quotas, suppression_key=item.get("addr_key"))
+        return 0 not in failed  # the request exists: a re-post, whatever else failed
+
+    def spend(self, quotas: Sequence[Quota], *, address: str | None = None) -> None:
+        """Count one use against each quota, if the address (when given) may be mailed.
+
+        Raises Suppressed or OverLimit, and then nothing is counted.
+        """
+        key = self.address_key(address) if address and self.address_key else None
+        self._transact([], quotas, suppression_key=key)
+
+    def _transact(self, writes: list[dict], quotas: Sequence[Quota], *,
+                  suppression_key: str | None) -> set[int]:
+        """Run ``writes`` guarded by the suppression check and the quotas, all or nothing.
+
+        Returns the indexes of ``writes`` whose own condition failed; raises Suppressed
+        or OverLimit when a guard failed and no write did.
+        """
+        guards = [_bump(self.table.name, q) for q in quotas]
+        if suppression_key:
+            guards.append({"ConditionCheck": {
+                "TableName": self.table.name, "Key": {"pk": suppression_key},
+                "ConditionExpression": "attribute_not_exists(pk)"}})
+        reasons = self._transact_items(writes + guards)
+        failed = {i for i, code in enumerate(reasons) if code == "ConditionalCheckFailed"}
+        mine = {i for i in failed if i < len(writes)}
+        if mine or not failed:
+            return mine
+        if suppression_key and len(writes) + len(quotas) in failed:
+            raise Suppressed()
+        raise OverLimit(next(q for i, q in enumerate(quotas, len(writes)) if i in failed))
+
+    def _transact_items(self, items: list[dict]) -> list[str]:
+        """One TransactWriteItems; the cancellation reason of each item ([] on success).
+
+        A transaction conflict (a double click racing itself, two submissions bumping one
+        counter) is retried briefly; anything else a retry could fix is a StoreError.
+        """
+        if not items:
+            return []
+        client = self.table.meta.client  # the resource's client: plain Python values
+        for attempt in range(_CONFLICT_RETRIES + 1):
+            try:
+                if len(items) == 1 and "Put" in items[0]:
+                    client.put_item(**items[0]["Put"])  # nothing to guard: a plain put
+                else:
+                    client.transact_write_items(TransactItems=items)
+                return []
+            except ClientError as exc:
+                code = exc.response["Error"]["Code"]
+                if code == "ConditionalCheckFailedException":
+                    return ["ConditionalCheckFailed"]
+                if code != "TransactionCanceledException":
+                    raise StoreError("transact_write_items failed") from exc
+                reasons = [r.get("Code", "None")
+                           for r in exc.response.get("CancellationReasons", [])]
+                if any(r not in ("None", "ConditionalCheckFailed") for r in reasons):
+                    if attempt < _CONFLICT_RETRIES and set(reasons) <= _RETRY_REASONS:
+                        time.sleep(0.05 * 2 ** attempt)
+                        continue
+                    raise StoreError(f"transaction cancelled: {reasons}") from exc
+                return reasons
+        raise AssertionError("unreachable")
 
     def get(self, request_id: str) -> Request | None:
         """Read one request, strongly consistent."""
