@@ -308,7 +308,9 @@ class Store:
     def save(self, request: Request, progress: Progress, *, what: str, now: datetime) -> bool:
         """Apply a traveller's change if nobody changed the request since it was read."""
         fields = _progress_fields(progress, now)
-        fields.update(attempts=0)
+        # Dropping a job's lease is safe: its record() is conditional on holding it, so
+        # the traveller's change wins and the pending email it replaced is never recorded.
+        fields.update(attempts=0, lease_owner=None, lease_until=None)
         expression, names, values = _update(fields, *_APPEND_EVENT)
         names.update({"#hist": "history", "#ver": "version"})
         values.update({":event": [{"at": iso(now), "what": what}], ":one": 1,
