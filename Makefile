@@ -9,6 +9,7 @@ MO := $(patsubst %.po,%.mo,$(wildcard translations/*/LC_MESSAGES/messages.po))
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test lint translations extract chromium clean env
+.PHONY: bench
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +28,11 @@ run: $(STAMP) translations
 ## Everything the tests need (venv, packages, Chromium), then the tests.
 test: $(STAMP) translations chromium
 	$(BIN)/python -m pytest
+
+## Benchmarks, each against a baseline measured in the same run: prints one table and
+## writes bench/results.json. Builds dist/dev.zip first if it is stale.
+bench: $(STAMP) translations chromium
+	$(BIN)/python -m bench
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

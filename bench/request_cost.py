@@ -1,0 +1,125 @@
+"""Cost per request: throughput against a bare Flask app, and AWS calls per submission/email.
+
+Both apps run in this process behind Flask's test client and talk to the same moto
+server; only the app differs.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from datetime import UTC, datetime
+
+from bench.harness import (
+    DYNAMODB_WRITES,
+    AwsCalls,
+    Row,
+    counted_aws,
+    ratio_row,
+    tracker_app,
+)
+
+SECTION = "cost per request"
+SUBMITTED_AT = datetime(2026, 9, 14, 8, 0, tzinfo=UTC)  # a Monday, noon in Baku
+CHECKS_DUE_AT = datetime(2026, 9, 18, 8, 0, tzinfo=UTC)  # the check emails are due
+
+
+class _Traveller:
+    """Posts valid, distinct submissions (own address and IP, so no abuse limit trips)."""
+
+    def __init__(self, client):
+        self.client = client
+        html = client.get("/").get_data(as_text=True)
+        self.token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"',
+                               html).group(1)
+        self.count = 0
+
+    def post(self):
+        self.count += 1
+        n = self.count
+        ip = f"10.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}"
+        return self.client.post("/", data={
+            "csrf_token": self.token, "submission_id": secrets.token_urlsafe(16),
+            "email": f"traveller{n}@example.com", "operator": "azercell",
+            "phone": "+994 50 123 45 67", "channel": "call", "timezone": "Asia/Baku",
+            "consent": "y"}, environ_base={"REMOTE_ADDR": ip},
+            headers={"X-Forwarded-For": ip})
+
+
+def _expect(response, status: int):
+    if response.status_code != status:
+        raise RuntimeError(f"expected {status}, got {response.status_code}: "
+                           f"{response.get_data(as_text=True)[:300]}")
+
+
+def _breakdown(calls: AwsCalls, per: int) -> str:
+    """``PutItem 1, SendEmail 1, …`` per submission or email."""
+    return ", ".join(f"{op} {n / per:.2g}" for (_, op), n in sorted(calls.calls.items()))
+
+
+def _per_second(actions: dict, count: int, rounds: int) -> dict[str, float]:
+    """Requests per second of each action, run in alternating blocks of ``count``."""
+    spent = dict.fromkeys(actions, 0.0)
+    for _ in range(rounds):
+        for name, action in actions.items():
+            start = time.perf_counter()
+            for _ in range(count):
+                action()
+            spent[name] += time.perf_counter() - start
+    return {name: count * rounds / seconds for name, seconds in spent.items()}
+
+
+def run(smoke: bool, endpoint: str) -> list[Row]:
+    from bench import baseline_app
+    from tracker import followups
+
+    block, rounds = (3, 1) if smoke else (40, 5)
+    app = tracker_app(endpoint, CLOCK=lambda: SUBMITTED_AT)
+    baseline_app.session.cache_clear(), baseline_app._table.cache_clear()
+    bare_calls = AwsCalls(baseline_app.session())
+    tracker_client, bare_client = app.test_client(), baseline_app.create_app().test_client()
+    bare_form = {"email": "traveller@example.com"}
+    with counted_aws() as calls:
+        traveller = _Traveller(tracker_client)
+        for _ in range(3):  # warm up: first renders, lazy imports, boto3 clients
+            _expect(tracker_client.get("/"), 200), _expect(bare_client.get("/"), 200)
+            _expect(traveller.post(), 303), _expect(bare_client.post("/", data=bare_form), 303)
+        gets = _per_second({"tracker": lambda: _expect(tracker_client.get("/"), 200),
+                            "bare": lambda: _expect(bare_client.get("/"), 200)},
+                           block * 2, rounds)
+        calls.reset(), bare_calls.reset()
+        posts = _per_second({"tracker": lambda: _expect(traveller.post(), 303),
+                             "bare": lambda: _expect(bare_client.post("/", data=bare_form), 303)},
+                            block, rounds)
+        posted = block * rounds
+        per_submission = (calls.total("dynamodb") / posted, calls.total("sesv2") / posted)
+        submission_calls = _breakdown(calls, posted)
+        aws_ms = (calls.seconds / posted * 1000, bare_calls.seconds / posted * 1000)
+        calls.reset()
+        with app.app_context():
+            result = followups.run(app.extensions["tracker"], now=CHECKS_DUE_AT)
+        sent = result["sent"]
+        per_email = (calls.total("dynamodb", DYNAMODB_WRITES) / sent,
+                     calls.total("sesv2") / sent, calls.total("dynamodb") / sent)
+        email_calls = _breakdown(calls, sent)
+
+    post_ms = (1000 / posts["tracker"], 1000 / posts["bare"])
+    outside = (post_ms[1] - aws_ms[1]) / (post_ms[0] - aws_ms[0])
+    return [
+        ratio_row(SECTION, "GET / throughput vs bare Flask page", gets["tracker"],
+                  gets["bare"], "req/s", ">= 0.7",
+                  "Flask test client in this process, for both apps"),
+        ratio_row(SECTION, "valid POST / throughput vs bare Flask + one put_item",
+                  posts["tracker"], posts["bare"], "req/s", ">= 0.7",
+                  f"AWS calls (moto server, one request at a time) took {aws_ms[0]:.1f} of "
+                  f"{post_ms[0]:.1f} ms per tracker POST, {aws_ms[1]:.1f} of {post_ms[1]:.1f} "
+                  f"ms per bare POST; outside them the ratio is {outside:.2f}"),
+        Row(SECTION, "DynamoDB calls per submission", per_submission[0], "calls", goal="<= 2",
+            note=f"per submission: {submission_calls} (counted from boto3's event hooks)"),
+        Row(SECTION, "SES calls per submission", per_submission[1], "calls", goal="<= 1"),
+        Row(SECTION, "DynamoDB writes per email sent by the job", per_email[0], "calls",
+            goal="<= 2", note=f"per email, over {sent} check emails: {email_calls}"),
+        Row(SECTION, "SES calls per email sent by the job", per_email[1], "calls",
+            goal="<= 1"),
+    ]
