@@ -43,9 +43,12 @@ chromium:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
 
 ## Re-extract the strings marked for translation and merge them into each catalog.
+## A language without a catalog yet gets one; strings no longer in the source are dropped.
+LANGS := en zh az ru
 extract: $(STAMP)
-	$(BIN)/pybabel extract -F babel.cfg -k _l -o translations/messages.pot --no-location --omit-header .
-	$(BIN)/pybabel update -i translations/messages.pot -d translations --no-fuzzy-matching --omit-header
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -o translations/messages.pot --no-location --omit-header .
+	for lang in $(LANGS); do $(BIN)/pybabel update -i translations/messages.pot -d translations \
+		-l $$lang --init-missing --no-fuzzy-matching --ignore-obsolete || exit 1; done
 
 ## Print the sandbox's variables, for `flask --app app …` in another shell:
 ##   eval "$$(make -s env)" && flask --app app followups run --at 2026-12-01T08:00:00Z

@@ -41,7 +41,7 @@ def create_app(overrides: dict | None = None) -> Flask:
         app.register_blueprint(local.bp)
     for code in ERRORS:
         app.register_error_handler(code, _error_page)
-    app.jinja_env.globals.update(languages=i18n.NAMES)
+    app.jinja_env.globals.update(languages=i18n.NAMES, switch_url=i18n.switch_url)
     app.context_processor(_page_language)
     security.init_app(app)
 

@@ -21,7 +21,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 
 import operators
-from tracker import policy
+from tracker import i18n, policy
 
 MAX_AGE_DAYS = 60
 CHANNELS = [
@@ -67,6 +67,8 @@ def normalise_email(text: str) -> str:
 
 class RequestForm(FlaskForm):
     """What the traveller records about their cancellation request."""
+
+    Meta = i18n.FormMeta  # WTForms' own messages in the page's language too
 
     email = EmailField(_l("Your email address"), validators=[
         DataRequired(_l("Enter your email address.")), Length(max=254)])

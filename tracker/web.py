@@ -82,6 +82,10 @@ def form():
     """Show the form; on a valid POST store the request and send the receipt."""
     now = _now()
     form = RequestForm(now=now)
+    if "switch_lang" in request.form:
+        # The language switcher re-shows what was typed, in the new language, unchecked.
+        i18n.switch_to(request.form["switch_lang"])
+        return render_template("form.html", form=form)
     if not form.validate_on_submit():
         return render_template("form.html", form=form), 400 if request.method == "POST" else 200
     secret = current_app.config["SECRET_KEY"]
@@ -175,6 +179,8 @@ def unsubscribe(token: str):
     found = _load(token, "unsubscribe")
     if request.method == "POST":
         _stop(found, "stopped:unsubscribe")
+        return render_template("unsubscribed.html", request_=found)
+    if found.progress.closed:  # nothing left to stop (and a language switch lands here)
         return render_template("unsubscribed.html", request_=found)
     return render_template("unsubscribe.html", request_=found, form=OneClickForm())
 
