@@ -9,6 +9,7 @@ MO := $(patsubst %.po,%.mo,$(wildcard translations/*/LC_MESSAGES/messages.po))
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test lint translations extract chromium clean env
+.PHONY: package
 .PHONY: bench
 
 $(STAMP): requirements.txt requirements-dev.txt
@@ -34,6 +35,14 @@ test: $(STAMP) translations chromium
 bench: $(STAMP) translations chromium
 	$(BIN)/python -m bench
 
+## The Lambda zip of a stage, as `zappa update` builds it: make package STAGE=dev
+## (Zappa's prebuild step builds the lean .venv-deploy from requirements.txt alone.)
+STAGE ?= dev
+package: $(STAMP) translations
+	@mkdir -p dist
+	VIRTUAL_ENV=$(CURDIR)/.venv-deploy $(BIN)/zappa package $(STAGE) -o dist/$(STAGE).zip
+	@$(BIN)/python -c "import os; print('dist/$(STAGE).zip: %.2f MB zipped' % (os.path.getsize('dist/$(STAGE).zip') / 1e6))"
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
@@ -57,4 +66,4 @@ env:
 		print('\n'.join(f'export {k}={v}' for k, v in e().items())); print('export PATH=$(CURDIR)/$(BIN):$$PATH')"
 
 clean:
-	rm -rf $(VENV) dist .pytest_cache translations/*/LC_MESSAGES/*.mo
+	rm -rf $(VENV) .venv-deploy dist .pytest_cache translations/*/LC_MESSAGES/*.mo
