@@ -43,6 +43,22 @@ def client(service: str, *, max_attempts: int = _RETRIES["total_max_attempts"]):
     return session().client(service, config=_config(max_attempts))
 
 
+class _BotocoreErrors:
+    """botocore's exception classes, looked up when an ``except`` clause needs one.
+
+    ``except errors.ClientError`` is evaluated only when an exception is on its way, so
+    importing the store or the mailer costs no botocore (cold start).
+    """
+
+    def __getattr__(self, name: str) -> type[Exception]:
+        from botocore import exceptions
+
+        return getattr(exceptions, name)
+
+
+errors = _BotocoreErrors()
+
+
 def reset() -> None:
     """Forget cached clients (tests that change the endpoint)."""
     session.cache_clear()

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate
 
-from botocore.exceptions import BotoCoreError, ClientError
+from tracker.aws import errors
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +76,13 @@ class SesMailer:
             answer = self._client_factory().send_email(
                 FromEmailAddress=from_address, Destination={"ToAddresses": [to_address]},
                 Content={"Raw": {"Data": raw}})
-        except ClientError as exc:
+        except errors.ClientError as exc:
             code = exc.response["Error"]["Code"]
             if code in THROTTLED:
                 raise ThrottledError(code) from exc
             if code in PERMANENT:
                 raise PermanentMailError(code) from exc
             raise RetryableMailError(code) from exc
-        except BotoCoreError as exc:
+        except errors.BotoCoreError as exc:
             raise RetryableMailError(type(exc).__name__) from exc
         return answer["MessageId"]

@@ -18,8 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 
-from botocore.exceptions import ClientError
-
+from tracker.aws import errors
 from tracker.limits import Quota
 from tracker.model import Event, Request
 from tracker.policy import Progress, expires_at
@@ -81,7 +80,7 @@ def _key(request_id: str) -> dict:
     return {"pk": f"REQ#{request_id}"}
 
 
-def _is_condition_failure(exc: ClientError) -> bool:
+def _is_condition_failure(exc: Exception) -> bool:
     return exc.response["Error"]["Code"] in (
         "ConditionalCheckFailedException", "TransactionCanceledException")
 
@@ -218,7 +217,7 @@ class Store:
                 else:
                     client.transact_write_items(TransactItems=items)
                 return []
-            except ClientError as exc:
+            except errors.ClientError as exc:
                 code = exc.response["Error"]["Code"]
                 if code == "ConditionalCheckFailedException":
                     return ["ConditionalCheckFailed"]
@@ -238,7 +237,7 @@ class Store:
         """Read one request, strongly consistent."""
         try:
             item = self.table.get_item(Key=_key(request_id), ConsistentRead=True).get("Item")
-        except ClientError as exc:
+        except errors.ClientError as exc:
             raise StoreError("get_item failed") from exc
         return _to_request(item) if item else None
 
@@ -252,7 +251,7 @@ class Store:
         while True:
             try:
                 page = self.table.query(**query)
-            except ClientError as exc:
+            except errors.ClientError as exc:
                 raise StoreError("query of due index failed") from exc
             for item in page.get("Items", []):
                 yield item["id"], item["next_key"]
@@ -274,7 +273,7 @@ class Store:
                     ":owner": owner, ":until": int((now + self.lease).timestamp()),
                     ":key": next_key, ":now": iso(now), ":now_ts": int(now.timestamp())},
                 ReturnValues="ALL_NEW")["Attributes"]
-        except ClientError as exc:
+        except errors.ClientError as exc:
             if _is_condition_failure(exc):
                 return None
             raise StoreError("claim failed") from exc
@@ -322,7 +321,7 @@ class Store:
         """Remove a request and everything it holds, now."""
         try:
             self.table.delete_item(Key=_key(request_id))
-        except ClientError as exc:
+        except errors.ClientError as exc:
             raise StoreError("delete_item failed") from exc
 
     def suppress(self, addr_key: str, *, reason: str, now: datetime,
@@ -331,7 +330,7 @@ class Store:
         try:
             self.table.put_item(Item={"pk": addr_key, "reason": reason, "at": iso(now),
                                       "expires": int(until.timestamp())})
-        except ClientError as exc:
+        except errors.ClientError as exc:
             raise StoreError("put_item of suppression failed") from exc
 
     def suppression(self, address: str) -> str | None:
@@ -341,7 +340,7 @@ class Store:
         try:
             item = self.table.get_item(Key={"pk": self.address_key(address)},
                                        ConsistentRead=True).get("Item")
-        except ClientError as exc:
+        except errors.ClientError as exc:
             raise StoreError("get_item of suppression failed") from exc
         return item["reason"] if item else None
 
@@ -354,7 +353,7 @@ class Store:
         while True:
             try:
                 page = self.table.query(**query)
-            except ClientError as exc:
+            except errors.ClientError as exc:
                 raise StoreError("query of address index failed") from exc
             ids += [item["id"] for item in page.get("Items", [])]
             if "LastEvaluatedKey" not in page:
@@ -367,7 +366,7 @@ class Store:
                 Key=_key(request_id), UpdateExpression=expression,
                 ConditionExpression=condition, ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values)
-        except ClientError as exc:
+        except errors.ClientError as exc:
             if _is_condition_failure(exc):
                 return False
             raise StoreError("update_item failed") from exc
@@ -403,7 +402,7 @@ def create_table(client, name: str) -> bool:
             AttributeDefinitions=_definitions(_INDEXES),
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
             GlobalSecondaryIndexes=_INDEXES)
-    except ClientError as exc:
+    except errors.ClientError as exc:
         if exc.response["Error"]["Code"] != "ResourceInUseException":
             raise
         _add_missing_index(client, name)
