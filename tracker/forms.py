@@ -56,13 +56,18 @@ def parse_az_mobile(text: str) -> str:
 
 
 def normalise_email(text: str) -> str:
-    """Return the normalised address, or raise ValueError; never looks up DNS."""
+    """Return the normalised address, or raise ValueError; never looks up DNS.
+
+    ASCII only, an international domain in its xn-- form: SES takes no SMTPUTF8, and a
+    MIME header can carry no other address (it would be mangled into encoded-words).
+    """
     from email_validator import EmailNotValidError, validate_email
 
     try:
-        return validate_email(text, check_deliverability=False).normalized
+        valid = validate_email(text, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         raise ValueError(str(exc)) from exc
+    return valid.ascii_email or valid.normalized
 
 
 class RequestForm(FlaskForm):
