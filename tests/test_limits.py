@@ -232,3 +232,46 @@ def test_ipv6_clients_are_counted_by_their_64_network():
     assert limits.network_of("::ffff:192.0.2.1") == "192.0.2.1"
     assert limits.network_of("192.0.2.1") != limits.network_of("192.0.2.2")
     assert limits.network_of("not an ip") == "not an ip"
+
+
+# --- when DynamoDB fails -------------------------------------------------------------
+
+
+def test_a_submission_dynamodb_cannot_store_comes_back_as_typed_and_is_stored_once_later(
+        app, client, table, outbox):
+    from soak import faults
+
+    data = dict(VALID, csrf_token=csrf_token(client), submission_id="pressed-twice")
+    with faults.fast_backoff(), faults.injected(
+            table.meta.client, lambda request, **_: faults.dynamodb_error(
+                request, "InternalServerError", 500),
+            "before-send.dynamodb.TransactWriteItems"):
+        failed = client.post("/?lang=en", data=data)
+    assert failed.status_code == 503
+    page = failed.get_data(as_text=True)
+    assert "We could not save your request just now" in page
+    assert 'value="pressed-twice"' in page and 'value="traveller@example.com"' in page
+    assert stored_requests(table) == [] and outbox() == []
+    assert client.post("/", data=data).status_code == 303
+    assert client.post("/", data=data).status_code == 303
+    assert len(stored_requests(table)) == 1 and len(outbox()) == 1
+
+
+def test_a_transaction_conflict_is_tried_again(app, client, table):
+    from soak import faults
+
+    conflicts = iter([True, True])
+
+    def conflict_twice(request, **_):
+        if next(conflicts, False):
+            return faults._response(request, 400, {"x-amzn-RequestId": "injected"}, {
+                "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+                "message": "Transaction cancelled [None, TransactionConflict, None, None]",
+                "CancellationReasons": [{"Code": "None"}, {"Code": "TransactionConflict"},
+                                        {"Code": "None"}, {"Code": "None"}]})
+        return None
+
+    with faults.injected(table.meta.client, conflict_twice,
+                         "before-send.dynamodb.TransactWriteItems"):
+        assert post_form(client).status_code == 303
+    assert len(stored_requests(table)) == 1

@@ -25,7 +25,7 @@ from tracker import i18n, limits, policy, tokens, tracking
 from tracker.emails import compose_fresh_links, links
 from tracker.forms import RequestForm
 from tracker.model import Request
-from tracker.store import OverLimit, Suppressed
+from tracker.store import OverLimit, StoreError, Suppressed
 
 log = logging.getLogger(__name__)
 bp = Blueprint("web", __name__)
@@ -104,6 +104,12 @@ def form():
     except Suppressed:
         form.email.errors.append(SUPPRESSED_MESSAGE)
         return render_template("form.html", form=form), 400
+    except StoreError as exc:
+        # DynamoDB failed past botocore's retries. The form keeps its submission id, so
+        # pressing again stores the request once even if this write did land.
+        log.error("submission not stored: %s", type(exc).__name__, extra={"request": new.id})
+        page = render_template("form.html", form=form, notice=NOT_STORED_MESSAGE)
+        return page, 503, {"Retry-After": "5"}
     if not created:  # a re-post of a stored form: show its confirmation again
         log.info("duplicate submission", extra={"request": new.id})
     guess = operators.guess_operator(form.national_number)
@@ -218,6 +224,8 @@ LIMIT_MESSAGES = {
                            "it. Nothing was saved. What you typed is kept below: send it "
                            "again tomorrow, or use another address."),
 }
+NOT_STORED_MESSAGE = _l("We could not save your request just now. What you typed is kept "
+                        "below: please send it again. It will not be recorded twice.")
 SUPPRESSED_MESSAGE = _l("We cannot email this address: mail to it bounced, or was reported "
                         "as unwanted. Enter another address.")
 
