@@ -232,3 +232,13 @@ def test_the_expired_page_speaks_the_links_language(app, client, table):
     assert page.status_code == 410
     html = page.get_data(as_text=True)
     assert '<html lang="zh"' in html and "This link has expired" not in html
+
+
+def test_an_unsubscribe_link_works_however_old(app, client, table):
+    submit(client)
+    [item] = stored_requests(table)
+    old = _expired(app, "unsubscribe", item["id"])
+    assert client.get(f"/unsubscribe/{old}").status_code == 200
+    assert client.post(f"/unsubscribe/{old}").status_code == 200
+    [after] = stored_requests(table)
+    assert after["status"] == "stopped"

@@ -62,10 +62,13 @@ class OneClickForm(FlaskForm):
 
 def _load(token: str, purpose: str) -> Request:
     """The request a link points at; 404 for a bad link, 410 for an old one."""
+    # Stopping email must work from any email ever sent, however old (RFC 8058 clients
+    # POST it unattended); it only ever stops mail for the one request.
+    days = None if purpose == "unsubscribe" else current_app.config["LINK_MAX_AGE_DAYS"]
     try:
         request_id = tokens.read(
             current_app.config["SECRET_KEY"], purpose, token,
-            max_age_seconds=current_app.config["LINK_MAX_AGE_DAYS"] * 86400)
+            max_age_seconds=days * 86400 if days else 2**62)
     except tokens.ExpiredToken:
         abort(_expired_page(token, purpose))
     except tokens.BadToken:
