@@ -45,7 +45,8 @@ def switch_url(lang: str, here: str | None = None) -> str:
     query = urlencode(args, doseq=True)
     if here:
         return f"{here}?{query}"
-    path = request.path
+    # One leading slash: "//host/x" would be a link to another site.
+    path = "/" + request.path.lstrip("/")
     rule = request.url_rule
     if rule is not None and "GET" not in (rule.methods or ()):
         path = path.rsplit("/", 1)[0] or "/"  # …/manage/<token>/stop → …/manage/<token>
