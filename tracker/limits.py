@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -47,7 +48,7 @@ class Quota:
 
     def retry_after(self, now: datetime) -> int:
         """Whole seconds until the window ends (at least 1), for ``Retry-After``."""
-        return max(1, int((self.resets_at - now).total_seconds()) + 1)
+        return max(1, math.ceil((self.resets_at - now).total_seconds()))
 
 
 def keyed_hash(secret: str, name: str, subject: str) -> str:
