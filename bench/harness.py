@@ -144,6 +144,7 @@ class AwsCalls:
         self.calls: Counter[tuple[str, str]] = Counter()
         self.items_read = 0
         self.seconds = 0.0  # inside the client: serialising, signing, HTTP, parsing
+        self.seconds_by_call: Counter[tuple[str, str]] = Counter()
         session.events.register("provide-client-params", self._before)
         session.events.register("after-call", self._after)
         session.events.register("after-call-error", self._stop_clock)
@@ -152,11 +153,14 @@ class AwsCalls:
         self.calls[(model.service_model.service_name, model.name)] += 1
         context["bench_started"] = time.perf_counter()
 
-    def _stop_clock(self, context, **_):
-        self.seconds += time.perf_counter() - context.pop("bench_started", time.perf_counter())
+    def _stop_clock(self, context, model=None, **_):
+        spent = time.perf_counter() - context.pop("bench_started", time.perf_counter())
+        self.seconds += spent
+        if model is not None:  # after-call-error (no answer at all) does not name it
+            self.seconds_by_call[(model.service_model.service_name, model.name)] += spent
 
     def _after(self, model, parsed, context, **_):
-        self._stop_clock(context)
+        self._stop_clock(context, model)
         if model.service_model.service_name != "dynamodb" or not isinstance(parsed, dict):
             return
         # What DynamoDB bills a read for: items it examined (ScannedCount), not returned.
@@ -175,6 +179,7 @@ class AwsCalls:
         self.calls.clear()
         self.items_read = 0
         self.seconds = 0.0
+        self.seconds_by_call.clear()
 
 
 @contextmanager
@@ -193,19 +198,29 @@ DYNAMODB_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem",
 
 def tracker_app(endpoint: str, *, reset: bool = True, **overrides):
     """A tracker app with its table and sender ready; on an emptied moto unless told."""
-    if reset:
-        reset_moto(endpoint)
     from app import create_app
-    from tracker import aws, cli
 
     app = create_app(dict({"SEND_RATE": 0}, **overrides))
     quiet_logs()
+    bootstrap(app, endpoint, reset=reset)
+    return app
+
+
+def bootstrap(app, endpoint: str, *, reset: bool = True) -> None:
+    """Create the app's table and verify its sender, on an emptied moto unless told.
+
+    moto's TransactWriteItems copies every table it holds (to roll back), so its time
+    grows with what moto stores: measurements of the form start from an empty account.
+    """
+    from tracker import aws, cli
+
+    if reset:
+        reset_moto(endpoint)
     with app.app_context():
         result = app.test_cli_runner().invoke(cli.bootstrap)
         if result.exit_code:
             raise RuntimeError(result.output)
         aws.client("ses").verify_email_identity(EmailAddress=app.config["MAIL_FROM"])
-    return app
 
 
 def quiet_logs() -> None:
