@@ -46,10 +46,18 @@ package: $(STAMP) translations
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-## Browser tests drive Debian's Chromium; install it when missing.
+## Browser tests drive Debian's Chromium; install it when missing, with a small Chinese
+## font so Chinese screenshots show text, not boxes. Root runs apt-get itself, others sudo
+## (which drops most variables, hence `env`). CHROMIUM=nothing-here tries the install path.
+CHROMIUM ?= chromium
+APT_GET = $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 chromium:
-	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+	@command -v $(CHROMIUM) >/dev/null || { { $(APT_GET) update -qq && \
+		$(APT_GET) install -y -qq chromium fonts-wqy-microhei; } || { echo "make chromium:" \
+		"as root (or with sudo) run: apt-get install chromium fonts-wqy-microhei" >&2; exit 1; }; }
+	@fc-list :lang=zh 2>/dev/null | grep -q . || { $(APT_GET) update -qq && \
+		$(APT_GET) install -y -qq fonts-wqy-microhei; } || \
+		echo "make chromium: no Chinese font; Chinese screenshots will show boxes" >&2
 
 ## Re-extract the strings marked for translation and merge them into each catalog.
 ## A language without a catalog yet gets one; strings no longer in the source are dropped.
