@@ -101,8 +101,9 @@ def run(smoke: bool, endpoint: str) -> list[Row]:
                   f"median of {repeats} fresh processes each; inside them, import handler + "
                   f"first answer: tracker {split['tracker']}, hello {split['hello']}"),
         ratio_row(SECTION, "the same, both packages with their modules compiled to .pyc",
-                  ms["tracker+pyc"], ms["hello+pyc"], "ms", "<= 1.3",
-                  "what shipping bytecode in the zip would give (it ships none today); "
+                  ms["tracker+pyc"], ms["hello+pyc"], "ms",
+                  note="reported, no goal: what shipping bytecode in the zip would give (it "
+                  "ships none today); "
                   f"import + first answer: tracker {split['tracker+pyc']}, "
                   f"hello {split['hello+pyc']}"),
         Row(SECTION, "zip size, dist/dev.zip", sizes["tracker"], "MB", goal="<= 5",
