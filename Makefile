@@ -35,6 +35,13 @@ test: $(STAMP) translations chromium
 bench: $(STAMP) translations chromium
 	$(BIN)/python -m bench
 
+## 2,000 submissions and weeks of follow-up runs with 5% of SES and DynamoDB calls failing;
+## fails unless nothing was emailed twice and nothing was lost. Not part of `make test`.
+## Options go in SOAK, e.g. make soak SOAK="--submissions 500 --seed 3".
+.PHONY: soak
+soak: $(STAMP) translations
+	$(BIN)/python -m soak.run $(SOAK)
+
 ## The Lambda zip of a stage, as `zappa update` builds it: make package STAGE=dev
 ## (Zappa's prebuild step builds the lean .venv-deploy from requirements.txt alone.)
 STAGE ?= dev

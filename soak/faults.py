@@ -58,6 +58,18 @@ def connection_error(request):
     raise EndpointConnectionError(endpoint_url=request.url)
 
 
+def lost_answer(request):
+    """The one fault that is not a rejection: SES accepts the email, its answer is lost.
+
+    The known window for a duplicate; only ``make soak SOAK=--lost-answers=…`` uses it,
+    to show the count of duplicates is real.
+    """
+    from botocore.httpsession import URLLib3Session
+
+    URLLib3Session().send(request)
+    return ses_error(request, "InternalFailure", 500)
+
+
 def recipient(request) -> str | None:
     """The address an SES v2 SendEmail request is for (None for other calls)."""
     try:
