@@ -24,3 +24,22 @@ def test_still_active_answer_during_a_job_lease_escalates_at_once(
     assert not store.record(claimed, claimed.progress, owner="slow-run", what="sent:x",
                             now=job_now)
     assert store.get(request_id).progress.next_kind == "recheck"
+
+
+def test_manage_page_names_every_timeline_event_in_words(app, client, outbox, table):
+    submit(client, requested_on="2026-09-14")
+    manage = local_path(link(outbox()[0], "/manage/"))
+    [item] = [i for i in table.scan()["Items"] if i["pk"].startswith("REQ#")]
+    events = ["sent:check", "sent:reminder-0-1", "sent:escalation-1", "sent:recheck-1",
+              "failed:reminder-1-2", "answer:still_active", "stopped:unsubscribe",
+              "suppressed:bounce", "suppressed:complaint"]
+    table.update_item(Key={"pk": item["pk"]}, UpdateExpression="SET #h = list_append(#h, :e)",
+                      ExpressionAttributeNames={"#h": "history"},
+                      ExpressionAttributeValues={":e": [
+                          {"at": "2026-09-20T08:00:00Z", "what": what} for what in events]})
+    page = client.get(manage).get_data(as_text=True)
+    timeline = page[page.index("<ol>"):page.index("</ol>")]
+    assert timeline.count("<li>") == len(events) + 2  # plus submitted and the receipt
+    for what in events:
+        assert what not in timeline
+    assert "could not receive them" in timeline and "reported as spam" in timeline
