@@ -89,6 +89,20 @@ def app(moto_endpoint, clock):
 
 
 @pytest.fixture
+def postman(app):
+    """The job's wiring: store, mailer, rules."""
+    return app.extensions["tracker"]
+
+
+@pytest.fixture
+def ses_client(app):
+    """The very sesv2 client the app sends with (cached per process)."""
+    from tracker import aws
+
+    return aws.client("sesv2", max_attempts=1)
+
+
+@pytest.fixture
 def client(app):
     return app.test_client()
 

@@ -19,18 +19,7 @@ import pytest
 from soak import faults
 from tests.conftest import ROOT
 from tests.jobs import NOW, address, seed_due, sends_per_address
-from tracker import aws, followups, store
-
-
-@pytest.fixture
-def postman(app):
-    return app.extensions["tracker"]
-
-
-@pytest.fixture
-def ses_client(app):
-    """The very sesv2 client the app sends with (cached per process)."""
-    return aws.client("sesv2", max_attempts=1)
+from tracker import followups, store
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from soak import faults
 from tests.conftest import load_event
 from tests.helpers import stored_requests, submit
 from tests.jobs import NOW, FakeContext, address, own_clients, seed_due, sends_per_address
-from tracker import aws, followups
+from tracker import followups
 
 
 @pytest.fixture
@@ -19,17 +19,6 @@ def lambda_app(app, monkeypatch):
     """Make the handlers' module-level app the test's app (its secret, its table)."""
     monkeypatch.setattr(importlib.import_module("app"), "app", app)
     return app
-
-
-@pytest.fixture
-def postman(app):
-    return app.extensions["tracker"]
-
-
-@pytest.fixture
-def ses_client(app):
-    """The very sesv2 client the app sends with (cached per process)."""
-    return aws.client("sesv2", max_attempts=1)
 
 
 def run_job(app, postman=None, now=NOW, **kwargs) -> dict:
