@@ -13,7 +13,7 @@ import operators
 from tracker import aws, config, i18n, logs, mail, policy, security, suppression
 from tracker.emails import compose
 from tracker.followups import Postman
-from tracker.store import Store
+from tracker.store import Store, StoreError
 
 ROOT = Path(__file__).resolve().parent
 ERRORS = (400, 403, 404, 405, 409, 410, 413, 429, 500)
@@ -41,6 +41,7 @@ def create_app(overrides: dict | None = None) -> Flask:
         app.register_blueprint(local.bp)
     for code in ERRORS:
         app.register_error_handler(code, _error_page)
+    app.register_error_handler(StoreError, _store_unavailable)
     app.jinja_env.globals.update(languages=i18n.NAMES, switch_url=i18n.switch_url)
     app.context_processor(_page_language)
     security.init_app(app)
@@ -88,6 +89,12 @@ def _error_page(error):
     if code == 500:
         logging.getLogger(__name__).exception("unhandled error")
     return render_template("error.html", code=code), code
+
+
+def _store_unavailable(error):
+    """DynamoDB failed after botocore's retries: a 503 the traveller can retry, not a 500."""
+    logging.getLogger(__name__).error("store unavailable: %s", error)
+    return render_template("error.html", code=503), 503, {"Retry-After": "30"}
 
 
 app = create_app()

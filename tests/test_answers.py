@@ -2,8 +2,11 @@
 
 from datetime import datetime, timezone
 
+import pytest
+
 from tests.helpers import link, local_path, submit
 from tests.test_journey import answer, run_job
+from tracker.store import StoreError
 
 
 def test_still_active_answer_during_a_job_lease_escalates_at_once(
@@ -43,3 +46,21 @@ def test_manage_page_names_every_timeline_event_in_words(app, client, outbox, ta
     for what in events:
         assert what not in timeline
     assert "could not receive them" in timeline and "reported as spam" in timeline
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_dynamodb_down_on_a_link_page_is_a_503_to_retry_not_a_500(
+        app, client, outbox, monkeypatch, lang):
+    submit(client, requested_on="2026-09-14")
+    manage = local_path(link(outbox()[0], "/manage/"))
+    store = app.extensions["tracker"].store
+
+    def unavailable(*args, **kwargs):
+        raise StoreError("get_item failed")
+
+    monkeypatch.setattr(store, "get", unavailable)
+    response = client.get(manage.split("?")[0] + f"?lang={lang}")
+    assert response.status_code == 503 and response.headers["Retry-After"] == "30"
+    page = response.get_data(as_text=True)
+    assert f'<html lang="{lang}">' in page
+    assert ("try again in a minute" in page) is (lang == "en")
