@@ -27,6 +27,9 @@ def test_traveller_fixes_a_bad_number_then_confirms_the_line_is_cancelled(
     # The browser's Accept-Language picks the page language.
     page.goto(live.url + "/")
     assert page.get_attribute("html", "lang") == lang
+    # Every control's label is on screen, not only in the accessibility tree.
+    for control in ("email", "phone", "requested_on", "consent"):
+        assert page.locator(f"label[for={control}]").is_visible(), control
     page.fill("#email", "traveller@example.com")
     page.check("#operator-0")
     page.fill("#phone", "12345")
