@@ -76,9 +76,9 @@ extract: $(STAMP)
 
 ## Print the sandbox's variables, for `flask --app app …` in another shell:
 ##   eval "$$(make -s env)" && flask --app app followups run --at 2026-12-01T08:00:00Z
-env:
-	@$(PYTHON) -c "from tracker.local import sandbox_environment as e; \
-		print('\n'.join(f'export {k}={v}' for k, v in e().items())); print('export PATH=$(CURDIR)/$(BIN):$$PATH')"
+env: $(STAMP)
+	@$(BIN)/python -c "from tracker.local import sandbox_environment as e; \
+		print('\n'.join(f'export {k}={v}' for k, v in e().items())); print('export PATH=$(CURDIR)/$(BIN):\$$PATH')"
 
 clean:
 	rm -rf $(VENV) .venv-deploy dist .pytest_cache translations/*/LC_MESSAGES/*.mo
