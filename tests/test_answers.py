@@ -64,3 +64,24 @@ def test_dynamodb_down_on_a_link_page_is_a_503_to_retry_not_a_500(
     page = response.get_data(as_text=True)
     assert f'<html lang="{lang}">' in page
     assert ("try again in a minute" in page) is (lang == "en")
+
+
+def test_an_answer_racing_a_job_write_is_retried_once_and_recorded(
+        app, client, runner, outbox, clock, monkeypatch):
+    submit(client, requested_on="2026-09-14")
+    run_job(runner, "2026-09-18T05:00:00Z")
+    check_path = local_path(link(outbox()[-1], "/check/"))
+    store = app.extensions["tracker"].store
+    real_save, calls = store.save, []
+
+    def save_losing_the_first_race(request, progress, **kwargs):
+        calls.append(request.version)
+        if len(calls) == 1:
+            return False  # the job recorded something between our read and our write
+        return real_save(request, progress, **kwargs)
+
+    monkeypatch.setattr(store, "save", save_losing_the_first_race)
+    clock.now = datetime(2026, 9, 18, 6, tzinfo=timezone.utc)
+    assert answer(client, check_path, "cancelled").status_code == 303
+    assert len(calls) == 2
+    assert "Remove Cellular Plan" in client.get(check_path).get_data(as_text=True)

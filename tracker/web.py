@@ -140,13 +140,22 @@ def check(token: str):
         if not answer_form.validate_on_submit() or reply not in policy.ANSWERS:
             return render_template("check.html", **_page_context(found, token),
                                    form=answer_form, invalid=True), 400
-        if found.progress.status in policy.ANSWERABLE:
-            try:
-                tracking.answer(_postman(), found, reply, now=_now())
-            except tracking.Conflict:
-                abort(409)
+        _answer(found, reply)
         return redirect(url_for(".check", token=token, lang=_lang()), 303)
     return render_template("check.html", **_page_context(found, token), form=answer_form)
+
+
+def _answer(found: Request, reply: str) -> None:
+    """Record the answer; if the job wrote meanwhile, read again and retry once."""
+    for _ in range(2):
+        if found is None or found.progress.status not in policy.ANSWERABLE:
+            return
+        try:
+            tracking.answer(_postman(), found, reply, now=_now())
+            return
+        except tracking.Conflict:
+            found = _postman().store.get(found.id)
+    abort(409)
 
 
 @bp.get("/manage/<token>")
