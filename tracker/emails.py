@@ -41,20 +41,25 @@ def links(request: Request) -> dict[str, str]:
 def compose(request: Request) -> Message:
     """Render the request's pending email in its language."""
     kind = request.progress.next_kind
-    urls = links(request)
     operator = operators.get(request.operator)
     rules = current_app.extensions["tracker"].rules_for(request.operator)
     first_check = policy.first_check_due(request.requested_on, rules,
                                          i18n.ZoneInfo(request.timezone))
+    return _render(kind, request, SUBJECTS[kind], channel=operator.steps_for(request.channel),
+                   first_check=i18n.format_moment(first_check, request.timezone, request.lang),
+                   rechecks_left=rules.max_rechecks - request.progress.rechecks)
+
+
+def _render(template: str, request: Request, subject, **extra) -> Message:
+    """Both parts of ``emails/<template>`` in the request's language, and the headers
+    every email carries (RFC 8058 one-click unsubscribe)."""
+    urls = links(request)
     with force_locale(request.lang):
-        context = dict(
-            request=request, operator=operator, lang=request.lang, links=urls,
-            channel=operator.steps_for(request.channel),
-            first_check=i18n.format_moment(first_check, request.timezone, request.lang),
-            rechecks_left=rules.max_rechecks - request.progress.rechecks)
-        subject = str(SUBJECTS[kind])
-        text = render_template(f"emails/{kind}.txt", subject=subject, **context)
-        html = render_template(f"emails/{kind}.html", subject=subject, **context)
+        subject = str(subject)
+        context = dict(request=request, operator=operators.get(request.operator),
+                       lang=request.lang, links=urls, subject=subject, **extra)
+        text = render_template(f"emails/{template}.txt", **context)
+        html = render_template(f"emails/{template}.html", **context)
     headers = (("List-Unsubscribe", f"<{urls['unsubscribe']}>"),
                ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
     return Message(subject=subject, text=text, html=html, headers=headers)
@@ -65,13 +70,4 @@ FRESH_LINKS_SUBJECT = _l("New links for your eSIM cancellation")
 
 def compose_fresh_links(request: Request) -> Message:
     """The email sent when a traveller asks again after a link expired: new links only."""
-    urls = links(request)
-    with force_locale(request.lang):
-        subject = str(FRESH_LINKS_SUBJECT)
-        context = dict(request=request, operator=operators.get(request.operator),
-                       lang=request.lang, links=urls, subject=subject)
-        text = render_template("emails/links.txt", **context)
-        html = render_template("emails/links.html", **context)
-    headers = (("List-Unsubscribe", f"<{urls['unsubscribe']}>"),
-               ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
-    return Message(subject=subject, text=text, html=html, headers=headers)
+    return _render("links", request, FRESH_LINKS_SUBJECT)

@@ -72,26 +72,24 @@ def quota(secret: str, name: str, subject: str, *, limit: int, window: timedelta
 def submission_quotas(config: Mapping, *, client: str, address: str,
                       now: datetime) -> tuple[Quota, ...]:
     """The limits one submission of the form counts against."""
-    secret = config["SECRET_KEY"]
-    found = (
-        quota(secret, IP_HOUR, network_of(client), now=now, window=HOUR,
-              limit=config["SUBMISSIONS_PER_IP_PER_HOUR"]),
-        quota(secret, ADDRESS_DAY, address.strip().lower(), now=now, window=DAY,
-              limit=config["SUBMISSIONS_PER_ADDRESS_PER_DAY"]),
-    )
-    return tuple(q for q in found if q)
+    return _quotas(config, now,
+                   (IP_HOUR, network_of(client), HOUR, "SUBMISSIONS_PER_IP_PER_HOUR"),
+                   (ADDRESS_DAY, address.strip().lower(), DAY,
+                    "SUBMISSIONS_PER_ADDRESS_PER_DAY"))
 
 
 def fresh_link_quotas(config: Mapping, *, client: str, request_id: str,
                       now: datetime) -> tuple[Quota, ...]:
     """The limits one "send me a fresh link" counts against."""
-    secret = config["SECRET_KEY"]
-    found = (
-        quota(secret, LINKS_IP_HOUR, network_of(client), now=now, window=HOUR,
-              limit=config["SUBMISSIONS_PER_IP_PER_HOUR"]),
-        quota(secret, LINKS_DAY, request_id, now=now, window=DAY,
-              limit=config["FRESH_LINKS_PER_REQUEST_PER_DAY"]),
-    )
+    return _quotas(config, now,
+                   (LINKS_IP_HOUR, network_of(client), HOUR, "SUBMISSIONS_PER_IP_PER_HOUR"),
+                   (LINKS_DAY, request_id, DAY, "FRESH_LINKS_PER_REQUEST_PER_DAY"))
+
+
+def _quotas(config: Mapping, now: datetime, *specs) -> tuple[Quota, ...]:
+    """The quotas of (name, subject, window, setting) specs, less the unlimited ones."""
+    found = (quota(config["SECRET_KEY"], name, subject, limit=config[setting],
+                   window=window, now=now) for name, subject, window, setting in specs)
     return tuple(q for q in found if q)
 
 

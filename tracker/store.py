@@ -133,6 +133,17 @@ def _update(fields: dict, *extra_sets: str) -> tuple[str, dict, dict]:
     return expression.strip(), names, values
 
 
+def _change(progress: Progress, what: str, now: datetime) -> tuple[str, dict, dict]:
+    """The update that moves a request to ``progress``: timeline entry, version bump,
+    attempts reset and any lease dropped."""
+    fields = _progress_fields(progress, now)
+    fields.update(attempts=0, lease_owner=None, lease_until=None)
+    expression, names, values = _update(fields, *_APPEND_EVENT)
+    names.update({"#hist": "history", "#ver": "version"})
+    values.update({":event": [{"at": iso(now), "what": what}], ":one": 1})
+    return expression, names, values
+
+
 class Store:
     """Requests in DynamoDB; takes its boto3 Table so tests can hand it any."""
 
@@ -243,21 +254,11 @@ class Store:
 
     def due(self, now: datetime, *, page_size: int = 100) -> Iterator[tuple[str, str]]:
         """Yield (request id, pending email key) of everything due at ``now``, oldest first."""
-        query = {
-            "IndexName": DUE_INDEX, "Limit": page_size,
-            "KeyConditionExpression": "due_part = :part AND due_at <= :now",
-            "ExpressionAttributeValues": {":part": DUE_PART, ":now": iso(now)},
-        }
-        while True:
-            try:
-                page = self.table.query(**query)
-            except errors.ClientError as exc:
-                raise StoreError("query of due index failed") from exc
-            for item in page.get("Items", []):
-                yield item["id"], item["next_key"]
-            if "LastEvaluatedKey" not in page:
-                return
-            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        for item in self._query(
+                IndexName=DUE_INDEX, Limit=page_size,
+                KeyConditionExpression="due_part = :part AND due_at <= :now",
+                ExpressionAttributeValues={":part": DUE_PART, ":now": iso(now)}):
+            yield item["id"], item["next_key"]
 
     def claim(self, request_id: str, next_key: str, *, owner: str,
               now: datetime) -> Request | None:
@@ -282,12 +283,8 @@ class Store:
     def record(self, request: Request, progress: Progress, *, owner: str, what: str,
                now: datetime) -> bool:
         """Record a sent (or finally failed) email and move on; releases the lease."""
-        fields = _progress_fields(progress, now)
-        fields.update(attempts=0, lease_owner=None, lease_until=None)
-        expression, names, values = _update(fields, *_APPEND_EVENT)
-        names.update({"#hist": "history", "#ver": "version"})
-        values.update({":event": [{"at": iso(now), "what": what}], ":one": 1,
-                       ":owner": owner, ":key": request.progress.next_key})
+        expression, names, values = _change(progress, what, now)
+        values.update({":owner": owner, ":key": request.progress.next_key})
         return self._conditional_update(
             request.id, expression, names, values,
             "lease_owner = :owner AND next_key = :key")
@@ -306,14 +303,10 @@ class Store:
 
     def save(self, request: Request, progress: Progress, *, what: str, now: datetime) -> bool:
         """Apply a traveller's change if nobody changed the request since it was read."""
-        fields = _progress_fields(progress, now)
         # Dropping a job's lease is safe: its record() is conditional on holding it, so
         # the traveller's change wins and the pending email it replaced is never recorded.
-        fields.update(attempts=0, lease_owner=None, lease_until=None)
-        expression, names, values = _update(fields, *_APPEND_EVENT)
-        names.update({"#hist": "history", "#ver": "version"})
-        values.update({":event": [{"at": iso(now), "what": what}], ":one": 1,
-                       ":version": request.version})
+        expression, names, values = _change(progress, what, now)
+        values[":version"] = request.version
         return self._conditional_update(request.id, expression, names, values,
                                         "#ver = :version")
 
@@ -346,18 +339,20 @@ class Store:
 
     def requests_to(self, addr_key: str) -> list[str]:
         """The ids of every stored request to the address with this key."""
-        query = {"IndexName": ADDRESS_INDEX,
-                 "KeyConditionExpression": "addr_key = :key",
-                 "ExpressionAttributeValues": {":key": addr_key}}
-        ids = []
+        return [item["id"] for item in self._query(
+            IndexName=ADDRESS_INDEX, KeyConditionExpression="addr_key = :key",
+            ExpressionAttributeValues={":key": addr_key})]
+
+    def _query(self, **query) -> Iterator[dict]:
+        """Yield every item a Query finds, page by page, as it is read."""
         while True:
             try:
                 page = self.table.query(**query)
             except errors.ClientError as exc:
-                raise StoreError("query of address index failed") from exc
-            ids += [item["id"] for item in page.get("Items", [])]
+                raise StoreError(f"query of index {query['IndexName']} failed") from exc
+            yield from page.get("Items", [])
             if "LastEvaluatedKey" not in page:
-                return ids
+                return
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def _conditional_update(self, request_id, expression, names, values, condition) -> bool:
