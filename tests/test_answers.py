@@ -85,3 +85,24 @@ def test_an_answer_racing_a_job_write_is_retried_once_and_recorded(
     assert answer(client, check_path, "cancelled").status_code == 303
     assert len(calls) == 2
     assert "Remove Cellular Plan" in client.get(check_path).get_data(as_text=True)
+
+
+def test_escalation_the_page_cannot_send_is_left_to_the_job_and_sent_once(
+        app, client, runner, outbox, clock, monkeypatch):
+    submit(client, requested_on="2026-09-14")
+    run_job(runner, "2026-09-18T05:00:00Z")
+    check_path = local_path(link(outbox()[-1], "/check/"))
+    store = app.extensions["tracker"].store
+
+    def unavailable(address):
+        raise StoreError("get_item of suppression failed")
+
+    monkeypatch.setattr(store, "suppression", unavailable)
+    clock.now = datetime(2026, 9, 18, 6, tzinfo=timezone.utc)
+    assert answer(client, check_path, "still_active").status_code == 303
+    assert len(outbox()) == 2  # receipt and check only: nothing went out
+    monkeypatch.undo()
+    # The page's lease runs out; the next scheduled run sends the escalation, once.
+    assert run_job(runner, "2026-09-18T06:15:00Z")["sent"] == 1
+    assert run_job(runner, "2026-09-18T06:30:00Z")["sent"] == 0
+    assert "still active" in outbox()[-1]["subject"]

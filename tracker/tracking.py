@@ -57,7 +57,7 @@ def submit(postman: Postman, request: Request, *, now: datetime,
     return True
 
 
-def answer(postman: Postman, request: Request, reply: str, *, now: datetime) -> Request:
+def answer(postman: Postman, request: Request, reply: str, *, now: datetime) -> None:
     """Record the traveller's answer; a line still active gets its escalation at once."""
     progress = policy.after_answer(request.progress, reply, now=now)
     if not postman.store.save(request, progress, what=f"answer:{reply}", now=now):
@@ -68,9 +68,10 @@ def answer(postman: Postman, request: Request, reply: str, *, now: datetime) -> 
         if claimed:
             try:
                 deliver(postman, claimed, owner=owner, now=now)
-            except ThrottledError:
-                pass  # left due: the job sends it
-    return postman.store.get(request.id) or request
+            except (ThrottledError, StoreError) as exc:
+                # The answer is recorded and the escalation due: the job sends it.
+                log.warning("escalation left to the job: %s", type(exc).__name__,
+                            extra={"request": request.id})
 
 
 def stop_emails(postman: Postman, request: Request, *, now: datetime, why: str) -> bool:
