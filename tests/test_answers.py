@@ -9,11 +9,16 @@ from tests.test_journey import answer, run_job
 from tracker.store import StoreError
 
 
+def checked_request(client, runner, outbox) -> str:
+    """Submit a request asked on Mon 14 Sep, run the job when its check email is due
+    (Fri 18 Sep), and return the path of that email's check link."""
+    submit(client, requested_on="2026-09-14")
+    run_job(runner, "2026-09-18T05:00:00Z")
+    return local_path(link(outbox()[-1], "/check/"))
+
 def test_still_active_answer_during_a_job_lease_escalates_at_once(
         app, client, runner, outbox, clock):
-    submit(client, requested_on="2026-09-14")
-    run_job(runner, "2026-09-18T05:00:00Z")  # the check email
-    check_path = local_path(link(outbox()[-1], "/check/"))
+    check_path = checked_request(client, runner, outbox)
     store = app.extensions["tracker"].store
     [(request_id, key)] = list(store.due(datetime(2026, 9, 22, 5, tzinfo=timezone.utc)))
     # A job run claims the reminder and is still sending it when the traveller answers.
@@ -68,9 +73,7 @@ def test_dynamodb_down_on_a_link_page_is_a_503_to_retry_not_a_500(
 
 def test_an_answer_racing_a_job_write_is_retried_once_and_recorded(
         app, client, runner, outbox, clock, monkeypatch):
-    submit(client, requested_on="2026-09-14")
-    run_job(runner, "2026-09-18T05:00:00Z")
-    check_path = local_path(link(outbox()[-1], "/check/"))
+    check_path = checked_request(client, runner, outbox)
     store = app.extensions["tracker"].store
     real_save, calls = store.save, []
 
@@ -89,9 +92,7 @@ def test_an_answer_racing_a_job_write_is_retried_once_and_recorded(
 
 def test_escalation_the_page_cannot_send_is_left_to_the_job_and_sent_once(
         app, client, runner, outbox, clock, monkeypatch):
-    submit(client, requested_on="2026-09-14")
-    run_job(runner, "2026-09-18T05:00:00Z")
-    check_path = local_path(link(outbox()[-1], "/check/"))
+    check_path = checked_request(client, runner, outbox)
     store = app.extensions["tracker"].store
 
     def unavailable(address):
