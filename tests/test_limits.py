@@ -69,6 +69,34 @@ def test_over_the_daily_limit_of_an_address_is_a_429_whatever_its_case(
     assert post_form(client, ip="192.0.2.3", email="same@example.com").status_code == 303
 
 
+GMAIL_SPELLINGS = [f"victim+{n}@gmail.com" for n in range(1, 6)] + [
+    "v.ictim@gmail.com", "VICTIM@gmail.com", "victim@googlemail.com", "Vic.Tim@GMAIL.COM",
+    "v.i.c.t.i.m+x@googlemail.com", "victim+@gmail.com", "vi.ctim+a.b@gmail.com",
+    "victim@gmail.com", "victi.m@googlemail.com"]
+
+
+def test_one_gmail_mailbox_is_limited_whatever_the_spelling_of_its_address(
+        app, client, table, outbox):
+    assert len(GMAIL_SPELLINGS) == 14
+    answers = [post_form(client, ip=f"192.0.2.{n}", email=address).status_code
+               for n, address in enumerate(GMAIL_SPELLINGS)]
+    limit = app.config["SUBMISSIONS_PER_ADDRESS_PER_DAY"]
+    assert answers == [303] * limit + [429] * (len(GMAIL_SPELLINGS) - limit)
+    # Mail goes to each address exactly as typed; another mailbox is not affected.
+    assert [m["to"] for m in outbox()] == GMAIL_SPELLINGS[:limit]
+    assert post_form(client, ip="192.0.2.99", email="victim2@gmail.com").status_code == 303
+
+
+@pytest.mark.parametrize("address, mailbox", [
+    ("Victim+tag@Example.com", "victim@example.com"),
+    ("v.ictim@example.com", "v.ictim@example.com"),  # dots matter outside Gmail
+    ("v.i.ctim+a+b@googlemail.com", "victim@gmail.com"),
+    ("VICTIM@gmail.com", "victim@gmail.com"),
+])
+def test_the_abuse_key_of_an_address_is_its_mailbox(address, mailbox):
+    assert limits.mailbox_of(address) == mailbox
+
+
 def test_the_429_page_speaks_the_travellers_language(limited, client):
     for n in range(2):
         post_form(client, email=f"t{n}@example.com")

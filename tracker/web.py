@@ -21,7 +21,7 @@ from flask_wtf import FlaskForm
 from wtforms import HiddenField
 
 import operators
-from tracker import i18n, limits, policy, tokens, tracking
+from tracker import config, i18n, limits, policy, tokens, tracking
 from tracker.emails import compose_fresh_links, links
 from tracker.forms import RequestForm
 from tracker.model import Request
@@ -41,6 +41,9 @@ def _postman():
 
 def _lang() -> str:
     return i18n.select_locale()
+
+
+RENEWABLE = frozenset({"check", "manage"})  # the links that expire
 
 
 class AnswerForm(FlaskForm):
@@ -67,7 +70,7 @@ def _load(token: str, purpose: str) -> Request:
     days = None if purpose == "unsubscribe" else current_app.config["LINK_MAX_AGE_DAYS"]
     try:
         request_id = tokens.read(
-            current_app.config["SECRET_KEY"], purpose, token,
+            config.signing_keys(current_app.config), purpose, token,
             max_age_seconds=days * 86400 if days else 2**62)
     except tokens.ExpiredToken:
         abort(_expired_page(token, purpose))
@@ -206,15 +209,27 @@ def unsubscribe(token: str):
 @bp.post("/renew/<purpose>/<token>")
 def renew(purpose: str, token: str):
     """Email fresh links for an expired one, to the address stored on its request."""
-    secret = current_app.config["SECRET_KEY"]
-    request_id = tokens.owner(secret, purpose, token) if purpose in tokens.PURPOSES else None
+    # Only the links that expire can be renewed: an unsubscribe link never does, and a
+    # link still valid needs no new one.
+    request_id = None
+    if purpose in RENEWABLE:
+        try:
+            tokens.read(config.signing_keys(current_app.config), purpose, token,
+                        max_age_seconds=current_app.config["LINK_MAX_AGE_DAYS"] * 86400)
+        except tokens.ExpiredToken as expired:
+            request_id = expired.request_id
+        except tokens.BadToken:
+            pass
     if request_id is None:
         abort(404)
     if not ActionForm().validate_on_submit():
         return _expired_page(token, purpose, invalid=True, status=400)
-    quotas = limits.fresh_link_quotas(
-        current_app.config, client=limits.client_address(request.environ),
-        request_id=request_id, now=_now())
+    client, now = limits.client_address(request.environ), _now()
+
+    def quotas(found: Request) -> tuple[limits.Quota, ...]:
+        return limits.fresh_link_quotas(current_app.config, client=client,
+                                        request_id=found.id, address=found.email, now=now)
+
     outcome = tracking.send_fresh_links(_postman(), request_id, quotas=quotas,
                                         compose=compose_fresh_links)
     log.info("fresh links asked for", extra={"request": request_id, "outcome": outcome})
