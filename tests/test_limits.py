@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.helpers import VALID, csrf_token, stored_requests
+from tests.helpers import VALID, csrf_token, form_fields, stored_requests
 from tracker import limits, suppression
 
 CLIENT = "203.0.113.7"
@@ -133,7 +133,7 @@ def test_counters_hold_no_address_in_clear_and_expire_with_their_window(
 
 
 def test_a_refused_or_repeated_submission_counts_nothing(limited, client, table):
-    first = dict(VALID, csrf_token=csrf_token(client), submission_id="the-same-form")
+    first = dict(VALID, **form_fields(client))
     for _ in range(3):  # a double click and a reload: one request, counted once
         answer = client.post("/", data=first, environ_base={"REMOTE_ADDR": CLIENT})
         assert answer.status_code == 303
@@ -144,7 +144,7 @@ def test_a_refused_or_repeated_submission_counts_nothing(limited, client, table)
 
 
 def test_a_repeated_submission_at_the_limit_still_shows_its_confirmation(limited, client):
-    data = dict(VALID, csrf_token=csrf_token(client), submission_id="form-one")
+    data = dict(VALID, **form_fields(client))
     assert client.post("/", data=data, environ_base={"REMOTE_ADDR": CLIENT}).status_code == 303
     post_form(client, email="second@example.com")
     again = client.post("/", data=data, environ_base={"REMOTE_ADDR": CLIENT})
@@ -269,7 +269,7 @@ def test_a_submission_dynamodb_cannot_store_comes_back_as_typed_and_is_stored_on
         app, client, table, outbox):
     from soak import faults
 
-    data = dict(VALID, csrf_token=csrf_token(client), submission_id="pressed-twice")
+    data = dict(VALID, **form_fields(client))
     with faults.fast_backoff(), faults.injected(
             table.meta.client, lambda request, **_: faults.dynamodb_error(
                 request, "InternalServerError", 500),
@@ -278,7 +278,7 @@ def test_a_submission_dynamodb_cannot_store_comes_back_as_typed_and_is_stored_on
     assert failed.status_code == 503
     page = failed.get_data(as_text=True)
     assert "We could not save your request just now" in page
-    assert 'value="pressed-twice"' in page and 'value="traveller@example.com"' in page
+    assert f'value="{data["submission_id"]}"' in page and 'value="traveller@example.com"' in page
     assert stored_requests(table) == [] and outbox() == []
     assert client.post("/", data=data).status_code == 303
     assert client.post("/", data=data).status_code == 303

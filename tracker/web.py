@@ -18,7 +18,10 @@ from flask import (
 )
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
+from flask_wtf.csrf import validate_csrf
+from werkzeug.datastructures import MultiDict
 from wtforms import HiddenField
+from wtforms.validators import ValidationError
 
 import operators
 from tracker import config, i18n, limits, policy, tokens, tracking
@@ -89,14 +92,13 @@ def form():
     now = _now()
     form = RequestForm(now=now)
     if "switch_lang" in request.form:
-        # The language switcher re-shows what was typed, in the new language, unchecked.
         i18n.switch_to(request.form["switch_lang"])
-        return render_template("form.html", form=form)
+        return render_template("form.html", form=_switched(form, now))
     if not form.validate_on_submit():
         return render_template("form.html", form=form), 400 if request.method == "POST" else 200
     secret = current_app.config["SECRET_KEY"]
     new = Request(
-        id=tracking.request_id_for(secret, form.submission_id.data),
+        id=tracking.request_id_for(secret, form.content_key()),
         email=form.normalised_email, operator=form.operator.data,
         phone_last4=form.national_number[-4:], channel=form.channel.data,
         requested_on=form.asked_on, timezone=form.zone, lang=_lang(), created_at=now)
@@ -122,6 +124,21 @@ def form():
     hint = guess.code if guess and guess.code != new.operator else None
     token = tokens.make(secret, "manage", new.id)
     return redirect(url_for(".done", token=token, lang=_lang(), hint=hint), 303)
+
+
+def _switched(posted: RequestForm, now: datetime) -> RequestForm:
+    """The form in the new language: what was typed in the visible fields, unchecked.
+
+    Only from our own page (its CSRF token), or another site could fill a traveller's
+    form; and never the hidden fields, so the submission id is always this server's.
+    """
+    try:
+        validate_csrf(request.form.get("csrf_token"))
+    except ValidationError:
+        return RequestForm(formdata=None, now=now)
+    names = posted.visible_field_names()
+    kept = MultiDict([(k, v) for k, v in request.form.items(multi=True) if k in names])
+    return RequestForm(formdata=kept, now=now)
 
 
 @bp.get("/done/<token>")
