@@ -157,6 +157,12 @@ class RequestForm(FlaskForm):
         self.normalised_email = None
 
     def validate_email(self, field):
+        if "=?" in (field.data or ""):
+            # An RFC 2047 encoded word: valid in an address, but mail headers decode it
+            # into other text, even other addresses (see mail.build_mime).
+            raise ValidationError(_l("An email address with “=?” in it cannot be used "
+                                     "here: mail systems would read it as coded text. "
+                                     "Enter another address."))
         try:
             self.normalised_email = normalise_email(field.data or "")
         except ValueError as exc:
