@@ -1,6 +1,8 @@
 """The request form: every bad input gets its message next to its field, and is kept."""
 
 import re
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -205,3 +207,21 @@ def test_the_language_switch_keeps_only_what_was_typed_in_visible_fields(client)
     assert fields["submission_id"] not in page  # a fresh id, the server's own
     assert "spam.example" not in page and "Pacific/Auckland" not in page
     assert re.search(r'name="submission_id" type="hidden" value="[^"]{20,}"', page)
+
+
+@pytest.mark.parametrize("zone", ["Asia/Shanghai", "Pacific/Auckland"])
+def test_the_travellers_own_today_is_not_in_the_future(client, table, clock, zone):
+    # 01:30 on the 15th where the traveller is; still the 14th in Baku.
+    clock.now = datetime(2026, 9, 15, 1, 30, tzinfo=ZoneInfo(zone)).astimezone(UTC)
+    assert submit(client, timezone=zone, requested_on="2026-09-15").status_code == 303
+    assert stored_requests(table)[0]["requested_on"] == "2026-09-15"
+    refused = submit(client, timezone=zone, requested_on="2026-09-16")
+    assert refused.status_code == 400
+    assert "This date is in the future." in refused.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("zone", ["", "Mars/Olympus"])
+def test_without_a_real_zone_today_is_bakus(client, table, clock, zone):
+    clock.now = datetime(2026, 9, 14, 17, 30, tzinfo=UTC)  # 21:30 in Baku
+    assert submit(client, timezone=zone, requested_on="2026-09-15").status_code == 400
+    assert submit(client, timezone=zone, requested_on="2026-09-14").status_code == 303

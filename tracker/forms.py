@@ -179,7 +179,10 @@ class RequestForm(FlaskForm):
     def validate_requested_on(self, field):
         if field.data is None:
             return
-        today = today_in_baku(self.now)
+        # The traveller's own today counts, read in the zone their browser sent: at 01:30
+        # in Shanghai it is already tomorrow in Baku's terms. Baku's today counts too
+        # (the operator's day, and the only one known when the zone is not sent).
+        today = max(today_in_baku(self.now), self.now.astimezone(ZoneInfo(self.zone)).date())
         if field.data > today:
             raise ValidationError(_l("This date is in the future. Enter the day you asked."))
         if field.data < today - timedelta(days=MAX_AGE_DAYS):
