@@ -169,7 +169,7 @@ def test_the_limits_are_settings_read_from_the_environment(monkeypatch):
     assert settings["FRESH_LINKS_PER_REQUEST_PER_DAY"] == 1
 
 
-def test_a_suppressed_address_is_refused_on_its_field_and_nothing_counted(
+def test_a_suppressed_address_is_refused_on_its_field_and_counted_for_the_client_only(
         app, client, table, outbox):
     address = "bounced@example.com"
     table.put_item(Item={"pk": suppression.address_key(app.config["SECRET_KEY"], address),
@@ -179,7 +179,19 @@ def test_a_suppressed_address_is_refused_on_its_field_and_nothing_counted(
     page = refused.get_data(as_text=True)
     assert re.search(r'id="email-error"[^>]*>[^<]*We cannot email this address', page)
     assert 'value="Bounced@example.com"' in page
-    assert stored_requests(table) == [] and counters(table) == [] and outbox() == []
+    assert stored_requests(table) == [] and outbox() == []
+    assert [c["pk"].split("#")[1] for c in counters(table)] == [limits.IP_HOUR]
+
+
+def test_asking_the_form_which_addresses_bounced_is_bounded_by_the_client_limit(
+        limited, client, table):
+    for n in range(5):
+        table.put_item(Item={"pk": suppression.address_key(
+            limited.config["SECRET_KEY"], f"gone{n}@example.com"), "reason": "bounce"})
+    answers = [post_form(client, email=f"gone{n}@example.com") for n in range(5)]
+    assert [a.status_code for a in answers] == [400, 400, 429, 429, 429]
+    assert all("We cannot email this address" not in a.get_data(as_text=True)
+               for a in answers[2:])
 
 
 def test_the_honeypot_stores_sends_and_counts_nothing(app, client, table, outbox):

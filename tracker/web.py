@@ -110,8 +110,7 @@ def form():
     except OverLimit as exc:
         return _over_limit(form, exc.quota, now)
     except Suppressed:
-        form.email.errors.append(SUPPRESSED_MESSAGE)
-        return render_template("form.html", form=form), 400
+        return _suppressed(form, now)
     except StoreError as exc:
         # DynamoDB failed past botocore's retries. The form keeps its submission id, so
         # pressing again stores the request once even if this write did land.
@@ -281,6 +280,23 @@ def _over_limit(form: RequestForm, quota: limits.Quota, now: datetime):
     response = make_response(page, 429)
     response.headers["Retry-After"] = str(quota.retry_after(now))
     return response
+
+
+def _suppressed(form: RequestForm, now: datetime):
+    """400, the address refused on its field; the refusal counts against the client.
+
+    Saying so lets a traveller whose mail bounced give another address instead of
+    waiting for emails that never come. It also tells anyone whether an address is on
+    the list, so each such answer counts against the network's hourly limit: nobody
+    tests addresses by the thousand.
+    """
+    try:
+        _postman().store.spend(limits.network_quotas(
+            current_app.config, client=limits.client_address(request.environ), now=now))
+    except OverLimit as exc:
+        return _over_limit(form, exc.quota, now)
+    form.email.errors.append(SUPPRESSED_MESSAGE)
+    return render_template("form.html", form=form), 400
 
 
 def _expired_page(token: str, purpose: str, *, invalid: bool = False, status: int = 410):
