@@ -139,11 +139,6 @@ class RequestForm(FlaskForm):
         "Leave this field empty."))])
     submission_id = HiddenField()
 
-    def visible_field_names(self) -> frozenset[str]:
-        """The fields the traveller sees and types in: no hidden ones, not the trap."""
-        return frozenset(f.name for f in self
-                         if not isinstance(f, HiddenField) and f.name != "website")
-
     def __init__(self, *args, now: datetime, **kwargs):
         super().__init__(*args, **kwargs)
         self.now = now
@@ -155,6 +150,11 @@ class RequestForm(FlaskForm):
             self.submission_key, self.submission_id.data = mint_submission_id()
         self.national_number = None
         self.normalised_email = None
+
+    def visible_field_names(self) -> frozenset[str]:
+        """The fields the traveller sees and types in: no hidden ones, not the trap."""
+        return frozenset(f.name for f in self
+                         if not isinstance(f, HiddenField) and f.name != "website")
 
     def validate_email(self, field):
         if "=?" in (field.data or ""):
