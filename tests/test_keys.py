@@ -22,7 +22,6 @@ def _rotated_app(app, **extra):
 def test_after_rotating_the_key_old_links_work_and_suppressions_hold(
         app, client, outbox, table, clock):
     submit(client, email="first@example.com")
-    [first] = stored_requests(table)
     unsubscribe = local_path(link(outbox()[0], "/unsubscribe/"))
     manage = local_path(link(outbox()[0], "/manage/"))
     postman = app.extensions["tracker"]
@@ -42,7 +41,7 @@ def test_after_rotating_the_key_old_links_work_and_suppressions_hold(
     assert submit(after, email="second@example.com").status_code == 303
     fresh = local_path(link(outbox()[-1], "/manage/")).rsplit("/", 1)[1].split("?")[0]
     assert tokens.owner(NEW, "manage", fresh) and tokens.owner(OLD, "manage", fresh) is None
-    assert first["id"] != stored_requests(table)[-1]["id"]
+    assert len(stored_requests(table)) == 2
 
 
 def test_after_rotating_the_key_unsubscribe_links_of_the_previous_format_still_work(
