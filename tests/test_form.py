@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.helpers import VALID, csrf_token, form_fields, stored_requests, submit
+from tests.helpers import VALID, form_fields, stored_requests, submit
 
 BAD_INPUTS = [
     ("email", "", "Enter your email address."),

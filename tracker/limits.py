@@ -1,13 +1,13 @@
-"""Abuse limits: counters per client and per address, shared by every Lambda instance.
+"""Abuse limits: counters per client and per mailbox, shared by every Lambda instance.
 
 A limit is a counter item in the table, one per fixed window (a clock hour, a UTC day),
-``pk = "LIMIT#<name>#<window>#<keyed hash>"``. An address is counted by its mailbox
-(``mailbox_of``): ``t+1@gmail.com`` and ``T.@googlemail.com`` reach one inbox, so they
-share one counter. The store bumps it in the same
+``pk = "LIMIT#<name>#<window>#<keyed hash>"``. The store bumps it in the same
 transaction as the write it guards, on the condition that it is still under the limit,
 so a refused submission counts nothing and two instances can never both take the last
-slot. The hash is an HMAC keyed with ``ADDRESS_PEPPER``, which never rotates: the table never holds an IP address
-or an email address in clear, and without the secret nobody can test a guess against it
+slot. An address is counted by its mailbox (``mailbox_of``): ``v.ictim+1@googlemail.com``
+and ``victim@gmail.com`` reach one inbox, so they share one counter. The hash is an HMAC
+keyed with ``ADDRESS_PEPPER``, which never rotates: the table never holds an IP address
+or an email address in clear, and without the pepper nobody can test a guess against it
 (IPv4's 2^32 addresses are far too few for a plain hash). The item expires with its
 window (DynamoDB TTL on ``expires``).
 
