@@ -62,7 +62,8 @@ def _postman(app: Flask) -> Postman:
 
     return Postman(
         store=Store(_LazyTable(cfg["TABLE_NAME"]), lease_seconds=cfg["LEASE_SECONDS"],
-                    address_key=functools.partial(suppression.address_key, cfg["SECRET_KEY"])),
+                    address_key=functools.partial(suppression.address_key,
+                                                config.address_pepper(cfg))),
         mailer=mail.SesMailer(lambda: aws.client("sesv2", max_attempts=1)),
         compose=compose, rules_for=rules_for, mail_from=cfg["MAIL_FROM"],
         send_rate=cfg["SEND_RATE"], max_attempts=cfg["MAX_SEND_ATTEMPTS"],

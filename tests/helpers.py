@@ -16,6 +16,13 @@ def csrf_token(client, path: str = "/") -> str:
     return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html).group(1)
 
 
+def form_fields(client, path: str = "/") -> dict[str, str]:
+    """GET the form and return its hidden CSRF token and server-issued submission id."""
+    html = client.get(path).get_data(as_text=True)
+    return dict(re.findall(r'name="(csrf_token|submission_id)" type="hidden" value="([^"]*)"',
+                           html))
+
+
 def submit(client, **changes):
     """POST the form with valid values, changed as given (None drops a field)."""
     data = dict(VALID, csrf_token=csrf_token(client))

@@ -1,10 +1,12 @@
 """The request form: every bad input gets its message next to its field, and is kept."""
 
 import re
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.helpers import VALID, csrf_token, stored_requests, submit
+from tests.helpers import VALID, form_fields, stored_requests, submit
 
 BAD_INPUTS = [
     ("email", "", "Enter your email address."),
@@ -86,7 +88,7 @@ def test_browser_timezone_is_stored(client, table):
 
 
 def test_double_submit_creates_one_request_and_one_receipt(client, table, outbox):
-    data = dict(VALID, csrf_token=csrf_token(client), submission_id="same-form-twice")
+    data = dict(VALID, **form_fields(client))
     first = client.post("/", data=data)
     second = client.post("/", data=data)
     assert first.status_code == second.status_code == 303
@@ -129,3 +131,97 @@ def test_confirmation_page_never_gives_the_police_number_as_bakcell(client):
                       .headers["Location"]).get_data(as_text=True)
     assert "555" in page
     assert 'href="tel:102"' not in page and "police" in page
+
+
+# --- the submission id: the server's, bound to the browser's session ------------------
+
+
+def test_another_site_cannot_plant_a_submission_id_and_take_over_a_request(
+        app, client, table, outbox):
+    victim, attacker = client, app.test_client()
+    # Another site's page posts the language switch into the victim's browser, with an
+    # id of its choosing (and its own address); no CSRF token, as it cannot have one.
+    planted = victim.post("/?lang=en", data={
+        "switch_lang": "ru", "submission_id": "planted", "email": "attacker@evil.example"})
+    page = planted.get_data(as_text=True)
+    assert "planted" not in page and "attacker@evil.example" not in page
+
+    # The victim sends the form as it stands; the attacker sends the id they planted.
+    first = submit(victim, submission_id="planted", email="victim@example.com")
+    second = submit(attacker, submission_id="planted", email="attacker@evil.example",
+                    phone="055 999 88 77")
+    assert first.status_code == second.status_code == 303
+    assert first.location != second.location
+    stored = {item["email"]: item for item in stored_requests(table)}
+    assert set(stored) == {"victim@example.com", "attacker@evil.example"}
+    assert sorted(m["to"] for m in outbox()) == ["attacker@evil.example", "victim@example.com"]
+    # Each confirmation is about its sender's own request only.
+    assert _confirmed(app, table, first) == "victim@example.com"
+    assert _confirmed(app, table, second) == "attacker@evil.example"
+
+
+def test_a_submission_id_copied_from_another_travellers_page_is_not_honoured(
+        app, client, table):
+    victim, attacker = client, app.test_client()
+    victim_fields = form_fields(victim)
+    assert submit(victim, submission_id=victim_fields["submission_id"]).status_code == 303
+    # The id verifies only with the session it was issued to.
+    stolen = submit(attacker, submission_id=victim_fields["submission_id"])
+    assert stolen.status_code == 303
+    assert len(stored_requests(table)) == 2
+    assert stolen.location != submit(victim, **victim_fields).location
+
+
+def _confirmed(app, table, answer) -> str:
+    """The address of the request a confirmation page (its redirect) is about."""
+    from urllib.parse import urlsplit
+
+    from tracker import tokens
+
+    token = urlsplit(answer.location).path.rsplit("/", 1)[1]
+    request_id = tokens.owner(app.config["SECRET_KEY"], "manage", token)
+    return {i["id"]: i["email"] for i in stored_requests(table)}[request_id]
+
+
+def test_the_same_form_sent_again_with_a_corrected_address_is_a_new_request(
+        client, table, outbox):
+    data = dict(VALID, **form_fields(client), email="travler@exmaple.com")
+    first = client.post("/", data=data)
+    again = client.post("/", data=dict(data, email="traveller@example.com"))
+    assert first.status_code == again.status_code == 303 and first.location != again.location
+    assert sorted(i["email"] for i in stored_requests(table)) == [
+        "traveller@example.com", "travler@exmaple.com"]
+    assert outbox()[-1]["to"] == "traveller@example.com"
+    # And the very same content once more is the double click it always was.
+    assert client.post("/", data=dict(data, email="traveller@example.com")).location == (
+        again.location)
+    assert len(stored_requests(table)) == 2 and len(outbox()) == 2
+
+
+def test_the_language_switch_keeps_only_what_was_typed_in_visible_fields(client):
+    fields = form_fields(client)
+    page = client.post("/?lang=en", data=dict(
+        VALID, **fields, switch_lang="az", website="http://spam.example",
+        timezone="Pacific/Auckland")).get_data(as_text=True)
+    assert 'value="traveller@example.com"' in page and 'value="+994 50 123 45 67"' in page
+    assert fields["submission_id"] not in page  # a fresh id, the server's own
+    assert "spam.example" not in page and "Pacific/Auckland" not in page
+    assert re.search(r'name="submission_id" type="hidden" value="[^"]{20,}"', page)
+
+
+@pytest.mark.parametrize("zone", ["Asia/Shanghai", "Pacific/Auckland"])
+def test_the_travellers_own_today_is_not_in_the_future(client, table, clock, zone):
+    # 01:30 on the 15th where the traveller is; still the 14th in Baku.
+    clock.now = datetime(2026, 9, 15, 1, 30, tzinfo=ZoneInfo(zone)).astimezone(UTC)
+    assert submit(client, timezone=zone, requested_on="2026-09-15").status_code == 303
+    assert stored_requests(table)[0]["requested_on"] == "2026-09-15"
+    refused = submit(client, timezone=zone, requested_on="2026-09-16")
+    assert refused.status_code == 400
+    assert "This date is in the future." in refused.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("zone", ["", "Mars/Olympus"])
+def test_without_a_real_zone_today_is_bakus(client, table, clock, zone):
+    clock.now = datetime(2026, 9, 14, 17, 30, tzinfo=UTC)  # 21:30 in Baku
+    assert submit(client, timezone=zone, requested_on="2026-09-15").status_code == 400
+    assert submit(client, timezone=zone, requested_on="2026-09-14").status_code == 303

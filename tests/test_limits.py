@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.helpers import VALID, csrf_token, stored_requests
+from tests.helpers import VALID, csrf_token, form_fields, stored_requests
 from tracker import limits, suppression
 
 CLIENT = "203.0.113.7"
@@ -69,6 +69,34 @@ def test_over_the_daily_limit_of_an_address_is_a_429_whatever_its_case(
     assert post_form(client, ip="192.0.2.3", email="same@example.com").status_code == 303
 
 
+GMAIL_SPELLINGS = [f"victim+{n}@gmail.com" for n in range(1, 6)] + [
+    "v.ictim@gmail.com", "VICTIM@gmail.com", "victim@googlemail.com", "Vic.Tim@GMAIL.COM",
+    "v.i.c.t.i.m+x@googlemail.com", "victim+@gmail.com", "vi.ctim+a.b@gmail.com",
+    "victim@gmail.com", "victi.m@googlemail.com"]
+
+
+def test_one_gmail_mailbox_is_limited_whatever_the_spelling_of_its_address(
+        app, client, table, outbox):
+    assert len(GMAIL_SPELLINGS) == 14
+    answers = [post_form(client, ip=f"192.0.2.{n}", email=address).status_code
+               for n, address in enumerate(GMAIL_SPELLINGS)]
+    limit = app.config["SUBMISSIONS_PER_ADDRESS_PER_DAY"]
+    assert answers == [303] * limit + [429] * (len(GMAIL_SPELLINGS) - limit)
+    # Mail goes to each address exactly as typed; another mailbox is not affected.
+    assert [m["to"] for m in outbox()] == GMAIL_SPELLINGS[:limit]
+    assert post_form(client, ip="192.0.2.99", email="victim2@gmail.com").status_code == 303
+
+
+@pytest.mark.parametrize("address, mailbox", [
+    ("Victim+tag@Example.com", "victim@example.com"),
+    ("v.ictim@example.com", "v.ictim@example.com"),  # dots matter outside Gmail
+    ("v.i.ctim+a+b@googlemail.com", "victim@gmail.com"),
+    ("VICTIM@gmail.com", "victim@gmail.com"),
+])
+def test_the_abuse_key_of_an_address_is_its_mailbox(address, mailbox):
+    assert limits.mailbox_of(address) == mailbox
+
+
 def test_the_429_page_speaks_the_travellers_language(limited, client):
     for n in range(2):
         post_form(client, email=f"t{n}@example.com")
@@ -105,7 +133,7 @@ def test_counters_hold_no_address_in_clear_and_expire_with_their_window(
 
 
 def test_a_refused_or_repeated_submission_counts_nothing(limited, client, table):
-    first = dict(VALID, csrf_token=csrf_token(client), submission_id="the-same-form")
+    first = dict(VALID, **form_fields(client))
     for _ in range(3):  # a double click and a reload: one request, counted once
         answer = client.post("/", data=first, environ_base={"REMOTE_ADDR": CLIENT})
         assert answer.status_code == 303
@@ -116,7 +144,7 @@ def test_a_refused_or_repeated_submission_counts_nothing(limited, client, table)
 
 
 def test_a_repeated_submission_at_the_limit_still_shows_its_confirmation(limited, client):
-    data = dict(VALID, csrf_token=csrf_token(client), submission_id="form-one")
+    data = dict(VALID, **form_fields(client))
     assert client.post("/", data=data, environ_base={"REMOTE_ADDR": CLIENT}).status_code == 303
     post_form(client, email="second@example.com")
     again = client.post("/", data=data, environ_base={"REMOTE_ADDR": CLIENT})
@@ -141,7 +169,7 @@ def test_the_limits_are_settings_read_from_the_environment(monkeypatch):
     assert settings["FRESH_LINKS_PER_REQUEST_PER_DAY"] == 1
 
 
-def test_a_suppressed_address_is_refused_on_its_field_and_nothing_counted(
+def test_a_suppressed_address_is_refused_on_its_field_and_counted_for_the_client_only(
         app, client, table, outbox):
     address = "bounced@example.com"
     table.put_item(Item={"pk": suppression.address_key(app.config["SECRET_KEY"], address),
@@ -151,7 +179,19 @@ def test_a_suppressed_address_is_refused_on_its_field_and_nothing_counted(
     page = refused.get_data(as_text=True)
     assert re.search(r'id="email-error"[^>]*>[^<]*We cannot email this address', page)
     assert 'value="Bounced@example.com"' in page
-    assert stored_requests(table) == [] and counters(table) == [] and outbox() == []
+    assert stored_requests(table) == [] and outbox() == []
+    assert [c["pk"].split("#")[1] for c in counters(table)] == [limits.IP_HOUR]
+
+
+def test_asking_the_form_which_addresses_bounced_is_bounded_by_the_client_limit(
+        limited, client, table):
+    for n in range(5):
+        table.put_item(Item={"pk": suppression.address_key(
+            limited.config["SECRET_KEY"], f"gone{n}@example.com"), "reason": "bounce"})
+    answers = [post_form(client, email=f"gone{n}@example.com") for n in range(5)]
+    assert [a.status_code for a in answers] == [400, 400, 429, 429, 429]
+    assert all("We cannot email this address" not in a.get_data(as_text=True)
+               for a in answers[2:])
 
 
 def test_the_honeypot_stores_sends_and_counts_nothing(app, client, table, outbox):
@@ -241,7 +281,7 @@ def test_a_submission_dynamodb_cannot_store_comes_back_as_typed_and_is_stored_on
         app, client, table, outbox):
     from soak import faults
 
-    data = dict(VALID, csrf_token=csrf_token(client), submission_id="pressed-twice")
+    data = dict(VALID, **form_fields(client))
     with faults.fast_backoff(), faults.injected(
             table.meta.client, lambda request, **_: faults.dynamodb_error(
                 request, "InternalServerError", 500),
@@ -250,7 +290,7 @@ def test_a_submission_dynamodb_cannot_store_comes_back_as_typed_and_is_stored_on
     assert failed.status_code == 503
     page = failed.get_data(as_text=True)
     assert "We could not save your request just now" in page
-    assert 'value="pressed-twice"' in page and 'value="traveller@example.com"' in page
+    assert f'value="{data["submission_id"]}"' in page and 'value="traveller@example.com"' in page
     assert stored_requests(table) == [] and outbox() == []
     assert client.post("/", data=data).status_code == 303
     assert client.post("/", data=data).status_code == 303

@@ -133,3 +133,53 @@ def test_a_manage_button_without_its_csrf_token_shows_the_page_again_and_does_no
     # The re-shown page's own token works.
     fresh = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page)[1]
     assert client.post(f"{path}/{button}", data={"csrf_token": fresh}).status_code == 303
+
+
+# --- mail headers as the RFCs write them --------------------------------------------
+
+
+def _raw_messages(moto_endpoint) -> list[str]:
+    """The raw MIME moto's SES accepted, as sent: no parser between us and the bytes."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"{moto_endpoint}/moto-api/data.json") as answer:
+        return [m["raw_data"] for m in json.load(answer)["ses"]["RawMessage"]]
+
+
+def test_list_unsubscribe_goes_out_as_a_plain_url_on_one_line(client, moto_endpoint):
+    assert submit(client).status_code == 303
+    [raw] = _raw_messages(moto_endpoint)
+    headers = raw.split("\r\n\r\n", 1)[0]
+    [line] = [h for h in headers.split("\r\n") if h.lower().startswith("list-unsubscribe:")]
+    assert re.fullmatch(r"List-Unsubscribe: <https://tracker\.example/dev/unsubscribe/"
+                        r"[A-Za-z0-9_.-]+\?lang=\w+>", line), line
+    assert "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" in headers
+    assert "=?" not in line and "\n" not in headers.replace("\r\n", "")
+
+
+ENCODED_WORDS = ["=?utf-8?b?Y2VvQGJhbmsuZXhhbXBsZT4sIDw=?=@attacker.example",
+                 "=?utf-8?q?ceo=40bank.example=3E=2C_=3C?=@attacker.example",
+                 "x=?iso-8859-1?q?a?=@example.com"]
+
+
+@pytest.mark.parametrize("address", ENCODED_WORDS)
+def test_an_address_with_an_encoded_word_is_refused_at_the_form(
+        client, table, outbox, address):
+    refused = submit(client, email=address)
+    assert refused.status_code == 400
+    assert re.search(r'id="email-error"[^>]*>[^<]*with “=\?” in it cannot be used',
+                     refused.get_data(as_text=True))
+    assert stored_requests(table) == [] and outbox() == []
+
+
+@pytest.mark.parametrize("address", [*ENCODED_WORDS, "a@example.com, b@example.com"])
+def test_the_to_header_is_the_address_or_nothing_is_sent(address):
+    from tracker.mail import Message, PermanentMailError, build_mime
+
+    with pytest.raises(PermanentMailError):
+        build_mime(from_address="tracker@example.com", to_address=address,
+                   message=Message("s", "t", "<p>h</p>"))
+    raw = build_mime(from_address="tracker@example.com", to_address="a.b+c@example.com",
+                     message=Message("s", "t", "<p>h</p>")).decode()
+    assert "\r\nTo: a.b+c@example.com\r\n" in raw

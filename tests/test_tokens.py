@@ -1,18 +1,19 @@
-"""Links: opaque, one purpose and one request each, 4xx when forged, a way back when old."""
+"""Links: signed, one purpose and one request each, 4xx when forged, a way back when old."""
 
 from __future__ import annotations
 
-import base64
-import os
+import hashlib
 import re
 import time
 
 import pytest
+from itsdangerous import BadData
 
 from tests.helpers import csrf_token, link, local_path, stored_requests, submit
 from tracker import tokens
 
 SECRET = "test-secret"
+PURPOSES = {"check", "manage", "unsubscribe"}
 DAY = 86400
 ID = "Zm9vYmFyYmF6cXV4cXV1eA"  # the shape of tracking.request_id_for's ids
 
@@ -68,25 +69,63 @@ def test_an_old_token_is_expired_and_still_says_whose_it_was():
     assert tokens.owner(SECRET, "manage", token) is None
 
 
-def test_a_token_shows_neither_the_request_id_nor_its_age():
-    made = int(time.time())
+def test_a_token_is_itsdangerous_signed_with_a_salt_per_purpose_and_its_issue_time():
+    from itsdangerous import URLSafeTimedSerializer
+
+    made = 1_800_000_000
     token = tokens.make(SECRET, "check", ID, now=made)
-    raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-    assert ID not in token and ID.encode() not in raw
-    assert base64.urlsafe_b64decode(ID + "==") not in raw
-    assert made.to_bytes(4, "big") not in raw and str(made).encode() not in raw
-    # The same request's links, for other purposes or made a second apart, look unrelated:
-    # nobody can tell from two links that they are about one request.
-    others = [tokens.make(SECRET, p, ID, now=made) for p in ("manage", "unsubscribe")]
-    others.append(tokens.make(SECRET, "check", ID, now=made + 1))
-    for other in others:
-        assert len(os.path.commonprefix([token, other])) < 4
-        assert sum(a == b for a, b in zip(token, other, strict=True)) < len(token) // 4
+    # The library's own reader, with the purpose's salt, reads it: no home-made format.
+    reader = URLSafeTimedSerializer(SECRET, salt="esim-tracker/link/check",
+                                    signer_kwargs={"digest_method": hashlib.sha256})
+    request_id, issued = reader.loads(token, return_timestamp=True)
+    assert request_id == ID and issued.timestamp() == made
+    with pytest.raises(BadData):
+        URLSafeTimedSerializer(SECRET, salt="esim-tracker/link/manage",
+                               signer_kwargs={"digest_method": hashlib.sha256}).loads(token)
 
 
 def test_a_token_is_short_enough_for_a_link_and_url_safe():
     token = tokens.make(SECRET, "unsubscribe", ID)
-    assert re.fullmatch(r"[A-Za-z0-9_-]{40,80}", token)
+    assert re.fullmatch(r"[A-Za-z0-9_.-]{40,100}", token)
+
+
+# Made by the previous format (an SIV-like seal from HMAC) with SECRET, for ID, at
+# 1_790_000_000: emails already sent carry such links, and unsubscribe ones never expire.
+LEGACY = {
+    "check": "eIgyIEmtAb1Jeop2kTfDjLZ3TVZswG6wo41OvQcBJJW3r69k3WSAB6diLg",
+    "manage": "u9PP9UjWsBgz_TdDwPAru_codB4ok1FL8KMKNkwpWHvsw7PHri21yxjxpQ",
+    "unsubscribe": "CWSkkwiW70lgNk04yHBz6jBMrRUf_a5qlYRCl_Nzs22EViiCvoxHvbKDZw",
+}
+
+
+@pytest.mark.parametrize("purpose", sorted(LEGACY))
+def test_links_of_the_previous_format_are_still_read_for_their_purpose_only(purpose):
+    legacy = LEGACY[purpose]
+    made = 1_790_000_000
+    assert tokens.read(SECRET, purpose, legacy, max_age_seconds=DAY, now=made + 10) == ID
+    with pytest.raises(tokens.ExpiredToken) as caught:
+        tokens.read(SECRET, purpose, legacy, max_age_seconds=DAY, now=made + DAY + 1)
+    assert caught.value.request_id == ID
+    # After a rotation, with the old key among the fallbacks.
+    assert tokens.owner(["new-secret", SECRET], purpose, legacy) == ID
+    assert tokens.owner("new-secret", purpose, legacy) is None
+    for other in PURPOSES - {purpose}:
+        assert tokens.owner(SECRET, other, legacy) is None
+    for i in range(len(legacy)):
+        forged = legacy[:i] + ("A" if legacy[i] != "A" else "B") + legacy[i + 1:]
+        assert tokens.owner(SECRET, purpose, forged) is None
+
+
+def test_the_current_key_signs_and_the_fallbacks_still_verify():
+    old = tokens.make("old-secret", "manage", ID)
+    ring = ["new-secret", "old-secret"]
+    assert tokens.read(ring, "manage", old, max_age_seconds=DAY) == ID
+    fresh = tokens.make(ring, "manage", ID)
+    assert tokens.read("new-secret", "manage", fresh, max_age_seconds=DAY) == ID
+    with pytest.raises(tokens.BadToken):
+        tokens.read("old-secret", "manage", fresh, max_age_seconds=DAY)
+    with pytest.raises(tokens.BadToken):
+        tokens.read("new-secret", "manage", old, max_age_seconds=DAY)
 
 
 def test_unknown_purposes_are_a_programming_error():
@@ -242,3 +281,50 @@ def test_an_unsubscribe_link_works_however_old(app, client, table):
     assert client.post(f"/unsubscribe/{old}").status_code == 200
     [after] = stored_requests(table)
     assert after["status"] == "stopped"
+
+
+def test_no_fresh_links_for_a_request_that_was_unsubscribed(app, client, outbox, table):
+    submit(client)
+    [item] = stored_requests(table)
+    assert client.post(f"/unsubscribe/{_token(app, 'unsubscribe', item)}").status_code == 200
+    old = _expired(app, "check", item["id"])
+    answers = [_ask_for_new_links(client, "check", old) for _ in range(5)]
+    assert {a.status_code for a in answers} == {303}  # the same neutral page
+    assert len(outbox()) == 1  # the receipt only
+
+
+@pytest.mark.parametrize("status", ["stopped", "failed", "verified", "escalated"])
+def test_no_fresh_links_for_a_closed_request(app, client, outbox, table, status):
+    submit(client)
+    [item] = stored_requests(table)
+    table.update_item(Key={"pk": item["pk"]}, UpdateExpression="SET #s = :s REMOVE next_kind",
+                      ExpressionAttributeNames={"#s": "status"},
+                      ExpressionAttributeValues={":s": status})
+    assert _ask_for_new_links(client, "manage", _expired(app, "manage", item["id"])
+                              ).status_code == 303
+    assert len(outbox()) == 1
+
+
+def test_only_an_expired_check_or_manage_link_can_ask_for_new_links(
+        app, client, outbox, table):
+    submit(client)
+    [item] = stored_requests(table)
+    csrf = csrf_token(client)
+    # The unsubscribe token never expires, and a live link needs no new one.
+    for purpose, token in [("unsubscribe", _token(app, "unsubscribe", item)),
+                           ("unsubscribe", _expired(app, "unsubscribe", item["id"])),
+                           ("check", _token(app, "check", item)),
+                           ("manage", _token(app, "manage", item))]:
+        answer = client.post(f"/renew/{purpose}/{token}", data={"csrf_token": csrf})
+        assert answer.status_code == 404, purpose
+    assert len(outbox()) == 1
+
+
+def test_fresh_links_are_limited_per_mailbox_across_its_requests(app, client, outbox, table):
+    app.config.update(FRESH_LINKS_PER_MAILBOX_PER_DAY=2)
+    for address in ("Victim+1@gmail.com", "v.ictim@googlemail.com", "victim@gmail.com"):
+        submit(client, email=address)
+    assert len(outbox()) == 3
+    for item in stored_requests(table):
+        _ask_for_new_links(client, "manage", _expired(app, "manage", item["id"]))
+    assert len(outbox()) == 3 + 2

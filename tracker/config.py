@@ -29,6 +29,7 @@ DEFAULTS = {
     "SUBMISSIONS_PER_IP_PER_HOUR": 20,
     "SUBMISSIONS_PER_ADDRESS_PER_DAY": 5,
     "FRESH_LINKS_PER_REQUEST_PER_DAY": 3,
+    "FRESH_LINKS_PER_MAILBOX_PER_DAY": 5,
     # Cookies (the CSRF session) travel only over HTTPS, never to scripts, never
     # cross-site; the local sandbox serves plain HTTP, so it drops Secure (see check).
     "SESSION_COOKIE_SECURE": True,
@@ -41,7 +42,7 @@ DEFAULTS = {
 _FLOATS = {"SEND_RATE"}
 _INTS = {"LEASE_SECONDS", "RESERVE_MILLIS", "MAX_SEND_ATTEMPTS", "LINK_MAX_AGE_DAYS",
          "SUBMISSIONS_PER_IP_PER_HOUR", "SUBMISSIONS_PER_ADDRESS_PER_DAY",
-         "FRESH_LINKS_PER_REQUEST_PER_DAY"}
+         "FRESH_LINKS_PER_REQUEST_PER_DAY", "FRESH_LINKS_PER_MAILBOX_PER_DAY"}
 
 
 def on_lambda() -> bool:
@@ -58,7 +59,35 @@ def from_environment(environ=os.environ) -> dict:
             config[name] = (float(value) if name in _FLOATS
                             else int(value) if name in _INTS else value)
     config["LOCAL_MODE"] = environ.get("LOCAL_MODE") == "1" and not on_lambda()
+    config.update(key_ring_from_environment(environ))
     return config
+
+
+def key_ring_from_environment(environ=os.environ) -> dict:
+    """``SECRET_KEY_FALLBACKS`` (comma-separated) and ``ADDRESS_PEPPER``, when set."""
+    found = {"SECRET_KEY_FALLBACKS": [
+        key.strip() for key in environ.get("SECRET_KEY_FALLBACKS", "").split(",")
+        if key.strip()]}
+    if environ.get("ADDRESS_PEPPER"):
+        found["ADDRESS_PEPPER"] = environ["ADDRESS_PEPPER"]
+    return found
+
+
+def signing_keys(config) -> list[str]:
+    """The key ring, current key first: ``SECRET_KEY`` signs, every one verifies."""
+    fallbacks = config.get("SECRET_KEY_FALLBACKS") or []
+    if isinstance(fallbacks, str):  # set by hand as in the environment
+        fallbacks = fallbacks.split(",")
+    return [config["SECRET_KEY"], *(k.strip() for k in fallbacks if k.strip())]
+
+
+def address_pepper(config) -> str:
+    """The never-rotated key of suppression items and abuse counters.
+
+    Unset, it is ``SECRET_KEY``: the key those items were made with before the pepper
+    existed, so they stay valid. Set it to that value before rotating ``SECRET_KEY``.
+    """
+    return config.get("ADDRESS_PEPPER") or config["SECRET_KEY"]
 
 
 def check(config: dict) -> None:

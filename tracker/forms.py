@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import secrets
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from flask import current_app, session
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
+from flask_wtf.csrf import generate_csrf
+from itsdangerous import BadData, URLSafeSerializer
 from wtforms import (
     BooleanField,
     DateField,
@@ -21,7 +26,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 
 import operators
-from tracker import i18n, policy
+from tracker import config, i18n, policy
 
 MAX_AGE_DAYS = 60
 CHANNELS = [
@@ -35,6 +40,46 @@ CHANNELS = [
 
 def today_in_baku(now: datetime) -> date:
     return now.astimezone(policy.BAKU).date()
+
+
+# --- the submission id ----------------------------------------------------------------
+# The form's hidden ``submission_id`` makes a double click store one request. The server
+# mints it, signs it, and binds it to the browser's session (the CSRF secret Flask-WTF
+# keeps there): an id planted from elsewhere, or copied from another traveller's page,
+# does not verify, and the form gets a fresh one instead.
+SUBMISSION_SALT = "esim-tracker/submission-id"
+
+
+def _submission_serializer() -> URLSafeSerializer:
+    keys = config.signing_keys(current_app.config)
+    return URLSafeSerializer(list(reversed(keys)), salt=SUBMISSION_SALT,
+                             signer_kwargs={"digest_method": hashlib.sha256})
+
+
+def _session_binding() -> str:
+    """A digest of this session's CSRF secret, which no other browser has."""
+    generate_csrf()  # makes sure the session holds it
+    name = current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
+    return hashlib.sha256(session[name].encode()).hexdigest()[:32]
+
+
+def mint_submission_id() -> tuple[str, str]:
+    """A fresh random submission key and its signed, session-bound form value."""
+    key = secrets.token_urlsafe(16)
+    return key, _submission_serializer().dumps([key, _session_binding()])
+
+
+def read_submission_id(value: str | None) -> str | None:
+    """The key of a submission id this server issued to this session; None otherwise."""
+    if not value or len(value) > 200:
+        return None
+    try:
+        key, binding = _submission_serializer().loads(value)
+    except (BadData, TypeError, ValueError):
+        return None
+    if not isinstance(key, str) or binding != _session_binding():
+        return None
+    return key
 
 
 def parse_az_mobile(text: str) -> str:
@@ -99,13 +144,25 @@ class RequestForm(FlaskForm):
         self.now = now
         self.operator.choices = [
             SelectChoice(op.code, op.name) for op in operators.OPERATORS.values()]
-        if not self.submission_id.data:
-            # One id per filled-in form: a double click or a re-post stores one request.
-            self.submission_id.data = secrets.token_urlsafe(16)
+        # One id per filled-in form: a double click or a re-post stores one request.
+        self.submission_key = read_submission_id(self.submission_id.data)
+        if self.submission_key is None:
+            self.submission_key, self.submission_id.data = mint_submission_id()
         self.national_number = None
         self.normalised_email = None
 
+    def visible_field_names(self) -> frozenset[str]:
+        """The fields the traveller sees and types in: no hidden ones, not the trap."""
+        return frozenset(f.name for f in self
+                         if not isinstance(f, HiddenField) and f.name != "website")
+
     def validate_email(self, field):
+        if "=?" in (field.data or ""):
+            # An RFC 2047 encoded word: valid in an address, but mail headers decode it
+            # into other text, even other addresses (see mail.build_mime).
+            raise ValidationError(_l("An email address with “=?” in it cannot be used "
+                                     "here: mail systems would read it as coded text. "
+                                     "Enter another address."))
         try:
             self.normalised_email = normalise_email(field.data or "")
         except ValueError as exc:
@@ -122,7 +179,10 @@ class RequestForm(FlaskForm):
     def validate_requested_on(self, field):
         if field.data is None:
             return
-        today = today_in_baku(self.now)
+        # The traveller's own today counts, read in the zone their browser sent: at 01:30
+        # in Shanghai it is already tomorrow in Baku's terms. Baku's today counts too
+        # (the operator's day, and the only one known when the zone is not sent).
+        today = max(today_in_baku(self.now), self.now.astimezone(ZoneInfo(self.zone)).date())
         if field.data > today:
             raise ValidationError(_l("This date is in the future. Enter the day you asked."))
         if field.data < today - timedelta(days=MAX_AGE_DAYS):
@@ -137,6 +197,17 @@ class RequestForm(FlaskForm):
         except (ZoneInfoNotFoundError, ValueError):
             return "Asia/Baku"
         return self.timezone.data
+
+    def content_key(self) -> str:
+        """The submission key and what was submitted with it, as one string.
+
+        The request id derives from it: the same form sent twice with the same content is
+        one request (a double click); sent again with anything changed, a new one, never
+        a way to the first.
+        """
+        content = [self.normalised_email, self.operator.data, self.national_number,
+                   self.channel.data, self.asked_on.isoformat(), self.zone]
+        return f"{self.submission_key}\0{json.dumps(content)}"
 
     @property
     def asked_on(self) -> date:

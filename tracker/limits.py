@@ -1,11 +1,13 @@
-"""Abuse limits: counters per client and per address, shared by every Lambda instance.
+"""Abuse limits: counters per client and per mailbox, shared by every Lambda instance.
 
 A limit is a counter item in the table, one per fixed window (a clock hour, a UTC day),
 ``pk = "LIMIT#<name>#<window>#<keyed hash>"``. The store bumps it in the same
 transaction as the write it guards, on the condition that it is still under the limit,
 so a refused submission counts nothing and two instances can never both take the last
-slot. The hash is an HMAC keyed with the app secret: the table never holds an IP address
-or an email address in clear, and without the secret nobody can test a guess against it
+slot. An address is counted by its mailbox (``mailbox_of``): ``v.ictim+1@googlemail.com``
+and ``victim@gmail.com`` reach one inbox, so they share one counter. The hash is an HMAC
+keyed with ``ADDRESS_PEPPER``, which never rotates: the table never holds an IP address
+or an email address in clear, and without the pepper nobody can test a guess against it
 (IPv4's 2^32 addresses are far too few for a plain hash). The item expires with its
 window (DynamoDB TTL on ``expires``).
 
@@ -22,6 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from tracker.config import address_pepper
+
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 
@@ -30,6 +34,9 @@ IP_HOUR = "ip_hour"
 ADDRESS_DAY = "address_day"
 LINKS_IP_HOUR = "links_ip_hour"
 LINKS_DAY = "links_day"
+LINKS_MAILBOX_DAY = "links_mailbox_day"
+
+GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
 
 
 @dataclass(frozen=True)
@@ -52,7 +59,7 @@ class Quota:
 
 
 def keyed_hash(secret: str, name: str, subject: str) -> str:
-    """An HMAC of ``subject`` under the app secret, separate for each limit."""
+    """An HMAC of ``subject`` under the pepper, separate for each limit."""
     message = f"esim-tracker/limit/{name}\0{subject}".encode()
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()[:32]
 
@@ -74,21 +81,44 @@ def submission_quotas(config: Mapping, *, client: str, address: str,
     """The limits one submission of the form counts against."""
     return _quotas(config, now,
                    (IP_HOUR, network_of(client), HOUR, "SUBMISSIONS_PER_IP_PER_HOUR"),
-                   (ADDRESS_DAY, address.strip().lower(), DAY,
+                   (ADDRESS_DAY, mailbox_of(address), DAY,
                     "SUBMISSIONS_PER_ADDRESS_PER_DAY"))
 
 
-def fresh_link_quotas(config: Mapping, *, client: str, request_id: str,
+def network_quotas(config: Mapping, *, client: str, now: datetime) -> tuple[Quota, ...]:
+    """The client's hourly limit alone (a form refused for a suppressed address)."""
+    return _quotas(config, now,
+                   (IP_HOUR, network_of(client), HOUR, "SUBMISSIONS_PER_IP_PER_HOUR"))
+
+
+def fresh_link_quotas(config: Mapping, *, client: str, request_id: str, address: str,
                       now: datetime) -> tuple[Quota, ...]:
     """The limits one "send me a fresh link" counts against."""
     return _quotas(config, now,
                    (LINKS_IP_HOUR, network_of(client), HOUR, "SUBMISSIONS_PER_IP_PER_HOUR"),
-                   (LINKS_DAY, request_id, DAY, "FRESH_LINKS_PER_REQUEST_PER_DAY"))
+                   (LINKS_DAY, request_id, DAY, "FRESH_LINKS_PER_REQUEST_PER_DAY"),
+                   (LINKS_MAILBOX_DAY, mailbox_of(address), DAY,
+                    "FRESH_LINKS_PER_MAILBOX_PER_DAY"))
+
+
+def mailbox_of(address: str) -> str:
+    """The mailbox an address delivers to, which the abuse limits count.
+
+    Lower-cased and any ``+tag`` dropped; for Gmail, dots are ignored and
+    ``googlemail.com`` is ``gmail.com``. Only for counting: mail goes to the exact address,
+    and suppression keys on it too (a bounce of one alias says nothing of another).
+    """
+    local, _, domain = address.strip().lower().rpartition("@")
+    local = local.split("+", 1)[0]
+    if domain in GMAIL_DOMAINS:
+        local, domain = local.replace(".", ""), "gmail.com"
+    return f"{local}@{domain}"
 
 
 def _quotas(config: Mapping, now: datetime, *specs) -> tuple[Quota, ...]:
     """The quotas of (name, subject, window, setting) specs, less the unlimited ones."""
-    found = (quota(config["SECRET_KEY"], name, subject, limit=config[setting],
+    pepper = address_pepper(config)
+    found = (quota(pepper, name, subject, limit=config[setting],
                    window=window, now=now) for name, subject, window, setting in specs)
     return tuple(q for q in found if q)
 

@@ -5,6 +5,7 @@ SES keys nothing on content, so sending once is the caller's job (see followups)
 
 from __future__ import annotations
 
+import email.policy
 import logging
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -47,18 +48,39 @@ class Message:
     headers: tuple[tuple[str, str], ...] = ()
 
 
+# Headers are written with CRLF and folded only past RFC 5322's 998-character line
+# limit: folded at the default 78, a long List-Unsubscribe URL goes out as an RFC 2047
+# encoded word, which RFC 2369/8058 readers do not decode (no one-click unsubscribe).
+# Bodies are still encoded at 76 characters a line (RFC 2045), when they are set.
+BODY_POLICY = email.policy.SMTP
+HEADER_POLICY = email.policy.SMTP.clone(max_line_length=998)
+
+
+class UnsafeAddress(PermanentMailError):
+    """The recipient would not survive a To: header as itself (an encoded word in it)."""
+
+
 def build_mime(*, from_address: str, to_address: str, message: Message) -> bytes:
-    """Build a multipart/alternative message; header values with CR or LF raise."""
-    mime = EmailMessage()
+    """Build a multipart/alternative message; header values with CR or LF raise.
+
+    ``To:`` must name ``to_address`` and nothing else: an address holding an RFC 2047
+    encoded word (``=?utf-8?b?…?=@host``) would be decoded by the header parser into
+    other addresses, so it raises UnsafeAddress instead (the form refuses them too).
+    """
+    mime = EmailMessage(policy=BODY_POLICY)
     mime["From"] = from_address
+    if "=?" in to_address:
+        raise UnsafeAddress("encoded word in the address")
     mime["To"] = to_address
+    if [a.addr_spec for a in mime["To"].addresses] != [to_address]:
+        raise UnsafeAddress("the To: header would not be the address")
     mime["Subject"] = message.subject
     mime["Date"] = formatdate(usegmt=True)
     for name, value in message.headers:
         mime[name] = value
     mime.set_content(message.text)
     mime.add_alternative(message.html, subtype="html")
-    return mime.as_bytes()
+    return mime.as_bytes(policy=HEADER_POLICY)
 
 
 class SesMailer:

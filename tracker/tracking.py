@@ -83,9 +83,14 @@ def stop_emails(postman: Postman, request: Request, *, now: datetime, why: str) 
     return True
 
 
-def send_fresh_links(postman: Postman, request_id: str, *, quotas: Sequence[Quota],
+def send_fresh_links(postman: Postman, request_id: str, *,
+                     quotas: Callable[[Request], Sequence[Quota]],
                      compose: Callable[[Request], Message]) -> str:
     """Email new links to the address stored on the request, never to any other.
+
+    Only while the request can still be answered: a request unsubscribed, stopped,
+    failed or closed gets no more mail of any kind. ``quotas`` gives the limits to
+    count for the request found (per request and per mailbox).
 
     Returns the outcome for the log; the traveller sees the same page whatever it is, so
     an expired link tells nobody whether the request exists or the email went out.
@@ -94,7 +99,9 @@ def send_fresh_links(postman: Postman, request_id: str, *, quotas: Sequence[Quot
         found = postman.store.get(request_id)
         if found is None:
             return "unknown"
-        postman.store.spend(quotas, address=found.email)
+        if found.progress.status not in policy.ANSWERABLE:
+            return f"closed:{found.progress.status}"
+        postman.store.spend(quotas(found), address=found.email)
     except OverLimit as exc:
         return f"over_limit:{exc.quota.name}"
     except Suppressed:

@@ -18,10 +18,13 @@ from flask import (
 )
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
+from flask_wtf.csrf import validate_csrf
+from werkzeug.datastructures import MultiDict
 from wtforms import HiddenField
+from wtforms.validators import ValidationError
 
 import operators
-from tracker import i18n, limits, policy, tokens, tracking
+from tracker import config, i18n, limits, policy, tokens, tracking
 from tracker.emails import compose_fresh_links, links
 from tracker.forms import RequestForm
 from tracker.model import Request
@@ -41,6 +44,9 @@ def _postman():
 
 def _lang() -> str:
     return i18n.select_locale()
+
+
+RENEWABLE = frozenset({"check", "manage"})  # the links that expire
 
 
 class AnswerForm(FlaskForm):
@@ -67,7 +73,7 @@ def _load(token: str, purpose: str) -> Request:
     days = None if purpose == "unsubscribe" else current_app.config["LINK_MAX_AGE_DAYS"]
     try:
         request_id = tokens.read(
-            current_app.config["SECRET_KEY"], purpose, token,
+            config.signing_keys(current_app.config), purpose, token,
             max_age_seconds=days * 86400 if days else 2**62)
     except tokens.ExpiredToken:
         abort(_expired_page(token, purpose))
@@ -86,14 +92,13 @@ def form():
     now = _now()
     form = RequestForm(now=now)
     if "switch_lang" in request.form:
-        # The language switcher re-shows what was typed, in the new language, unchecked.
         i18n.switch_to(request.form["switch_lang"])
-        return render_template("form.html", form=form)
+        return render_template("form.html", form=_switched(form, now))
     if not form.validate_on_submit():
         return render_template("form.html", form=form), 400 if request.method == "POST" else 200
     secret = current_app.config["SECRET_KEY"]
     new = Request(
-        id=tracking.request_id_for(secret, form.submission_id.data),
+        id=tracking.request_id_for(secret, form.content_key()),
         email=form.normalised_email, operator=form.operator.data,
         phone_last4=form.national_number[-4:], channel=form.channel.data,
         requested_on=form.asked_on, timezone=form.zone, lang=_lang(), created_at=now)
@@ -105,8 +110,7 @@ def form():
     except OverLimit as exc:
         return _over_limit(form, exc.quota, now)
     except Suppressed:
-        form.email.errors.append(SUPPRESSED_MESSAGE)
-        return render_template("form.html", form=form), 400
+        return _suppressed(form, now)
     except StoreError as exc:
         # DynamoDB failed past botocore's retries. The form keeps its submission id, so
         # pressing again stores the request once even if this write did land.
@@ -119,6 +123,21 @@ def form():
     hint = guess.code if guess and guess.code != new.operator else None
     token = tokens.make(secret, "manage", new.id)
     return redirect(url_for(".done", token=token, lang=_lang(), hint=hint), 303)
+
+
+def _switched(posted: RequestForm, now: datetime) -> RequestForm:
+    """The form in the new language: what was typed in the visible fields, unchecked.
+
+    Only from our own page (its CSRF token), or another site could fill a traveller's
+    form; and never the hidden fields, so the submission id is always this server's.
+    """
+    try:
+        validate_csrf(request.form.get("csrf_token"))
+    except ValidationError:
+        return RequestForm(formdata=None, now=now)
+    names = posted.visible_field_names()
+    kept = MultiDict([(k, v) for k, v in request.form.items(multi=True) if k in names])
+    return RequestForm(formdata=kept, now=now)
 
 
 @bp.get("/done/<token>")
@@ -206,15 +225,27 @@ def unsubscribe(token: str):
 @bp.post("/renew/<purpose>/<token>")
 def renew(purpose: str, token: str):
     """Email fresh links for an expired one, to the address stored on its request."""
-    secret = current_app.config["SECRET_KEY"]
-    request_id = tokens.owner(secret, purpose, token) if purpose in tokens.PURPOSES else None
+    # Only the links that expire can be renewed: an unsubscribe link never does, and a
+    # link still valid needs no new one.
+    request_id = None
+    if purpose in RENEWABLE:
+        try:
+            tokens.read(config.signing_keys(current_app.config), purpose, token,
+                        max_age_seconds=current_app.config["LINK_MAX_AGE_DAYS"] * 86400)
+        except tokens.ExpiredToken as expired:
+            request_id = expired.request_id
+        except tokens.BadToken:
+            pass
     if request_id is None:
         abort(404)
     if not ActionForm().validate_on_submit():
         return _expired_page(token, purpose, invalid=True, status=400)
-    quotas = limits.fresh_link_quotas(
-        current_app.config, client=limits.client_address(request.environ),
-        request_id=request_id, now=_now())
+    client, now = limits.client_address(request.environ), _now()
+
+    def quotas(found: Request) -> tuple[limits.Quota, ...]:
+        return limits.fresh_link_quotas(current_app.config, client=client,
+                                        request_id=found.id, address=found.email, now=now)
+
     outcome = tracking.send_fresh_links(_postman(), request_id, quotas=quotas,
                                         compose=compose_fresh_links)
     log.info("fresh links asked for", extra={"request": request_id, "outcome": outcome})
@@ -249,6 +280,23 @@ def _over_limit(form: RequestForm, quota: limits.Quota, now: datetime):
     response = make_response(page, 429)
     response.headers["Retry-After"] = str(quota.retry_after(now))
     return response
+
+
+def _suppressed(form: RequestForm, now: datetime):
+    """400, the address refused on its field; the refusal counts against the client.
+
+    Saying so lets a traveller whose mail bounced give another address instead of
+    waiting for emails that never come. It also tells anyone whether an address is on
+    the list, so each such answer counts against the network's hourly limit: nobody
+    tests addresses by the thousand.
+    """
+    try:
+        _postman().store.spend(limits.network_quotas(
+            current_app.config, client=limits.client_address(request.environ), now=now))
+    except OverLimit as exc:
+        return _over_limit(form, exc.quota, now)
+    form.email.errors.append(SUPPRESSED_MESSAGE)
+    return render_template("form.html", form=form), 400
 
 
 def _expired_page(token: str, purpose: str, *, invalid: bool = False, status: int = 410):
