@@ -66,7 +66,12 @@ def _postman(app: Flask) -> Postman:
         mailer=mail.SesMailer(lambda: aws.client("sesv2", max_attempts=1)),
         compose=compose, rules_for=rules_for, mail_from=cfg["MAIL_FROM"],
         send_rate=cfg["SEND_RATE"], max_attempts=cfg["MAX_SEND_ATTEMPTS"],
-        reserve_millis=cfg["RESERVE_MILLIS"])
+        reserve_millis=cfg["RESERVE_MILLIS"], **_lease_clock(cfg))
+
+
+def _lease_clock(cfg) -> dict:
+    """Tests may hand the leases a clock of their own (``LEASE_CLOCK``); else the real one."""
+    return {"clock": cfg["LEASE_CLOCK"]} if cfg.get("LEASE_CLOCK") else {}
 
 
 class _LazyTable:

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import urllib.request
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -70,8 +70,27 @@ def clock():
     return Clock(datetime(2026, 9, 14, 8, 0, tzinfo=UTC))  # a Monday, noon in Baku
 
 
+class WallClock:
+    """The real clock, which a test may move on (``advance``) to let leases run out."""
+
+    def __init__(self):
+        self.offset = timedelta(0)
+
+    def advance(self, delta: timedelta) -> None:
+        self.offset += delta
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
 @pytest.fixture
-def app(moto_endpoint, clock):
+def wall():
+    """The clock the app's leases run on."""
+    return WallClock()
+
+
+@pytest.fixture
+def app(moto_endpoint, clock, wall):
     """A fresh app on an empty emulated AWS account."""
     urllib.request.urlopen(urllib.request.Request(
         f"{moto_endpoint}/moto-api/reset", method="POST")).close()
@@ -81,7 +100,7 @@ def app(moto_endpoint, clock):
     app = create_app({
         "TESTING": True, "SECRET_KEY": "test-secret", "SEND_RATE": 0,
         "MAIL_FROM": "tracker@example.com", "BASE_URL": "https://tracker.example/dev",
-        "CLOCK": clock})
+        "CLOCK": clock, "LEASE_CLOCK": wall})
     with app.app_context():
         app.test_cli_runner().invoke(cli.bootstrap, catch_exceptions=False)
         aws.client("ses").verify_email_identity(EmailAddress="tracker@example.com")

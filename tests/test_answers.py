@@ -1,6 +1,6 @@
 """Answers that race the job: the traveller's change wins and nothing goes out twice."""
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -23,7 +23,8 @@ def test_still_active_answer_during_a_job_lease_escalates_at_once(
     [(request_id, key)] = list(store.due(datetime(2026, 9, 22, 5, tzinfo=timezone.utc)))
     # A job run claims the reminder and is still sending it when the traveller answers.
     job_now = datetime(2026, 9, 22, 5, tzinfo=timezone.utc)
-    claimed = store.claim(request_id, key, owner="slow-run", now=job_now)
+    claimed = store.claim(request_id, key, owner="slow-run", now=job_now,
+                          lease_now=datetime.now(timezone.utc))
     assert claimed is not None
     clock.now = job_now
     answer(client, check_path, "still_active")
@@ -91,7 +92,7 @@ def test_an_answer_racing_a_job_write_is_retried_once_and_recorded(
 
 
 def test_escalation_the_page_cannot_send_is_left_to_the_job_and_sent_once(
-        app, client, runner, outbox, clock, monkeypatch):
+        app, client, runner, outbox, clock, wall, monkeypatch):
     check_path = checked_request(client, runner, outbox)
     store = app.extensions["tracker"].store
 
@@ -104,6 +105,7 @@ def test_escalation_the_page_cannot_send_is_left_to_the_job_and_sent_once(
     assert len(outbox()) == 2  # receipt and check only: nothing went out
     monkeypatch.undo()
     # The page's lease runs out; the next scheduled run sends the escalation, once.
+    wall.advance(timedelta(seconds=app.config["LEASE_SECONDS"] + 1))
     assert run_job(runner, "2026-09-18T06:15:00Z")["sent"] == 1
     assert run_job(runner, "2026-09-18T06:30:00Z")["sent"] == 0
     assert "still active" in outbox()[-1]["subject"]

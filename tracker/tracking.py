@@ -43,7 +43,8 @@ def submit(postman: Postman, request: Request, *, now: datetime,
         request = dataclasses.replace(
             request, progress=dataclasses.replace(request.progress, due_at=now))
     owner = uuid.uuid4().hex
-    if not postman.store.create(request, now=now, lease_owner=owner, quotas=quotas):
+    if not postman.store.create(request, now=now, lease_owner=owner,
+                                lease_now=postman.clock(), quotas=quotas):
         return False
     log.info("request created", extra={"request": request.id, "operator": request.operator})
     try:
@@ -64,7 +65,8 @@ def answer(postman: Postman, request: Request, reply: str, *, now: datetime) -> 
         raise Conflict()
     if progress.next_kind == policy.ESCALATION:
         owner = uuid.uuid4().hex
-        claimed = postman.store.claim(request.id, progress.next_key, owner=owner, now=now)
+        claimed = postman.store.claim(request.id, progress.next_key, owner=owner, now=now,
+                                      lease_now=postman.clock())
         if claimed:
             try:
                 deliver(postman, claimed, owner=owner, now=now)
