@@ -76,16 +76,7 @@ def apply(store: Store, feedback: Feedback, *, now: datetime) -> Counter:
 def _stop(store: Store, request_id: str, reason: str, *, now: datetime) -> bool:
     """Close one request; a job sending it right now loses (its record is conditional)."""
     status = policy.FAILED if reason == BOUNCE else policy.STOPPED
-    for _ in range(3):
-        request = store.get(request_id)
-        if request is None or request.progress.closed:
-            return False
-        if store.save(request, policy.stopped(request.progress, status),
-                      what=f"suppressed:{reason}", now=now):
-            return True
-    # Still changing under us: the send path's own suppression check stops it.
-    log.warning("could not stop a suppressed request", extra={"request": request_id})
-    return False
+    return store.stop(request_id, status=status, what=f"suppressed:{reason}", now=now)
 
 
 def handle_sns(store: Store, event: dict, *, now: datetime) -> dict:

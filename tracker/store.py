@@ -25,7 +25,7 @@ from datetime import UTC, date, datetime, timedelta
 from tracker.aws import errors
 from tracker.limits import Quota
 from tracker.model import Event, Request
-from tracker.policy import Progress, expires_at
+from tracker.policy import CLOSED_TTL, Progress, expires_at
 
 log = logging.getLogger(__name__)
 
@@ -374,6 +374,32 @@ class Store:
         values[":version"] = request.version
         return self._conditional_update(request.id, expression, names, values,
                                         "#ver = :version")
+
+    def stop(self, request_id: str, *, status: str, what: str, now: datetime) -> bool:
+        """End all further email for a request, whatever else changed since it was read.
+
+        Not conditional on the version: a stop must win every race (a mail provider's
+        one-click POST is never retried). It touches only what a stop changes, and drops
+        any job's lease, whose record is then refused. False when no email was pending.
+        """
+        try:
+            self.table.update_item(
+                Key=_key(request_id),
+                UpdateExpression=(
+                    "SET #st = :status, #exp = :expires, #hist = list_append(#hist, :event), "
+                    "#ver = #ver + :one REMOVE next_kind, next_key, due_at, due_part, "
+                    "lease_owner, lease_until, failing_since"),
+                ConditionExpression="attribute_exists(pk) AND attribute_exists(next_kind)",
+                ExpressionAttributeNames={"#st": "status", "#exp": "expires",
+                                          "#hist": "history", "#ver": "version"},
+                ExpressionAttributeValues={
+                    ":status": status, ":expires": int((now + CLOSED_TTL).timestamp()),
+                    ":event": [{"at": iso(now), "what": what}], ":one": 1})
+        except errors.ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise StoreError("stop failed") from exc
+        return True
 
     def delete(self, request_id: str) -> None:
         """Remove a request and everything it holds, now."""
