@@ -272,7 +272,7 @@ def _stop(found: Request, why: str) -> None:
 def _page_context(found: Request, token: str) -> dict:
     """What every page about one request shows."""
     postman = _postman()
-    operator = operators.get(found.operator)
+    operator = operators.for_request(found.operator)
     rules = postman.rules_for(found.operator)
     tz = i18n.ZoneInfo(found.timezone)
     lang = _lang()
