@@ -225,3 +225,21 @@ def test_delete_during_a_job_lease_leaves_nothing_behind(
                             now=job_now)
     assert not store.release(claimed, owner="slow-run")
     assert stored_requests(table) == []
+
+
+def test_dynamodb_failing_while_claiming_the_escalation_is_no_error_page(
+        app, client, runner, outbox, clock, wall, monkeypatch):
+    check_path = checked_request(client, runner, outbox)
+    store = app.extensions["tracker"].store
+
+    def unavailable(*args, **kwargs):
+        raise StoreError("claim failed")
+
+    monkeypatch.setattr(store, "claim", unavailable)
+    clock.now = datetime(2026, 9, 18, 6, tzinfo=timezone.utc)
+    assert answer(client, check_path, "still_active").status_code == 303
+    monkeypatch.undo()
+    assert len(outbox()) == 2  # nothing went out yet: the job sends it, once
+    assert run_job(runner, "2026-09-18T06:15:00Z")["sent"] == 1
+    assert run_job(runner, "2026-09-18T06:30:00Z")["sent"] == 0
+    assert "still active" in outbox()[-1]["subject"]

@@ -88,15 +88,16 @@ def answer(postman: Postman, request: Request, reply: str, *, now: datetime) -> 
         raise Conflict()
     if progress.next_kind == policy.ESCALATION:
         owner = uuid.uuid4().hex
-        claimed = postman.store.claim(request.id, progress.next_key, owner=owner, now=now,
-                                      lease_now=postman.clock())
-        if claimed:
-            try:
+        try:
+            claimed = postman.store.claim(request.id, progress.next_key, owner=owner,
+                                          now=now, lease_now=postman.clock())
+            if claimed:
                 deliver(postman, claimed, owner=owner, now=now)
-            except (ThrottledError, StoreError) as exc:
-                # The answer is recorded and the escalation due: the job sends it.
-                log.warning("escalation left to the job: %s", type(exc).__name__,
-                            extra={"request": request.id})
+        except (ThrottledError, StoreError) as exc:
+            # The answer is recorded and the escalation due: the job sends it. No error
+            # page now: pressing again would only repeat the answer.
+            log.warning("escalation left to the job: %s", type(exc).__name__,
+                        extra={"request": request.id})
     return True
 
 
