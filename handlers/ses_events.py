@@ -12,4 +12,8 @@ def handle(event, context):
     from app import app  # the same app Zappa serves, built once per container
 
     store = app.extensions["tracker"].store
-    return feedback.handle_sns(store, event, now=datetime.now(UTC))
+    # Our account is the one this function runs in: arn:aws:lambda:region:ACCOUNT:…
+    arn = getattr(context, "invoked_function_arn", None)
+    account = arn.split(":")[4] if isinstance(arn, str) and arn.count(":") >= 5 else None
+    return feedback.handle_sns(store, event, now=datetime.now(UTC),
+                               mail_from=app.config["MAIL_FROM"], account_id=account)

@@ -265,6 +265,35 @@ def get(code: str) -> Operator:
     return OPERATORS[code]
 
 
+# Shown for a stored request whose operator file has since been removed (an operator that
+# closed, like Naxtel): pages and emails still work, with no facts we can no longer vouch for.
+RETIRED_TEXT = {
+    "en": "We no longer keep this operator's details. Ask your operator directly how to "
+          "cancel the line and how to confirm that it is cancelled.",
+    "zh": "我们已不再保存该运营商的资料。"
+          "请直接询问您的运营商如何注销这条线路，以及如何确认它已注销。",
+    "az": "Bu operator haqqında məlumatı artıq saxlamırıq. Xətti necə ləğv etməyi və ləğv "
+          "olunduğunu necə yoxlamağı birbaşa operatorunuzdan soruşun.",
+    "ru": "Мы больше не храним сведения об этом операторе. Спросите своего оператора "
+          "напрямую, как отключить линию и как убедиться, что она отключена.",
+}
+
+
+def retired(code: str) -> Operator:
+    """An operator no longer on file: its code for a name, one generic caveat, no facts."""
+    return Operator(
+        code=code, name=str(code).replace("_", " ").title(),
+        website=Website(url=""), contacts=(), termination={}, documents=(),
+        caveats=(Fact(text=dict(RETIRED_TEXT)),), escalation=(), prefixes=(),
+        prefixes_checked=False, processing_days=FOLLOWUP_DEFAULTS["processing_days"],
+        processing_checked=False, followup=dict(FOLLOWUP_DEFAULTS))
+
+
+def for_request(code: str) -> Operator:
+    """The operator of a stored request, or a retired stand-in if its file is gone."""
+    return OPERATORS.get(code) or retired(code)
+
+
 def codes() -> list[str]:
     """Return every operator code, ordered by operator name."""
     return list(OPERATORS)

@@ -1,9 +1,13 @@
 """``make soak``: thousands of submissions and weeks of the job, with AWS failing at random.
 
-It starts its own moto server on a free 127.0.0.1 port, submits the form through the
-real app (Flask's test client, CSRF and all), answers some check emails by following
-their links, and runs the follow-up job over simulated weeks, as the schedule would (a
-run that was throttled or left retries is followed by another 15 minutes later).
+DynamoDB is AWS's own DynamoDB Local (one JVM, a table per shard), SES a moto server per
+shard. It submits the form through the real app (Flask's test client, CSRF and all),
+answers some check emails by following their links (some travellers tap twice), and
+runs the follow-up job over simulated weeks, as the schedule would (a run that was
+throttled or left retries is followed by another 15 minutes later). Some runs overlap a
+late one: the same schedule's event delivered minutes or hours late (Lambda's retries, a
+delayed delivery), running at the same time in its own thread with its own clients. For
+one whole simulated day SES cannot be reached at all.
 Throughout, a share of all SES and DynamoDB calls fails at random: throttling, 5xx,
 connection errors, injected at the boto3 clients (see soak/faults.py). botocore's own
 retry logic runs as configured; only its sleeps are shortened to keep this in minutes.
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import json
 import os
 import random
@@ -64,9 +69,9 @@ class Clock:
 class Recorder:
     """Wraps the mailer: remembers every email SES accepted, to answer some of them."""
 
-    def __init__(self, mailer):
+    def __init__(self, mailer, accepted: list | None = None):
         self.mailer = mailer
-        self.accepted = []
+        self.accepted = [] if accepted is None else accepted  # list.append is atomic
 
     def send_email(self, *, from_address, to_address, message):
         message_id = self.mailer.send_email(from_address=from_address,
@@ -87,7 +92,13 @@ class Soak:
         self.refused = Counter()
         self.answers = Counter()
         self.runs = 0
+        self.late_runs = 0
+        self.paused_runs = 0
         self.answered_upto = 0
+        self.escalations_allowed = Counter()  # one per "still active" answered, per address
+        self.outage = (START + timedelta(days=args.outage_day),
+                       START + timedelta(days=args.outage_day + 1))
+        self.outage_calls = 0
         self.app = self._app()
         self.client = self.app.test_client()
 
@@ -110,6 +121,38 @@ class Soak:
             app.extensions["tracker"], mailer=self.recorder)
         return app
 
+    def _late_postman(self):
+        """The job's wiring on boto3 clients of its own, as another Lambda would have."""
+        import dataclasses
+
+        import boto3
+
+        from tracker import aws
+        from tracker.mail import SesMailer
+        from tracker.store import Store
+
+        postman = self.app.extensions["tracker"]
+        session = boto3.session.Session()
+        table = session.resource("dynamodb", config=aws._config()).Table(
+            self.app.config["TABLE_NAME"])
+        ses = session.client("sesv2", config=aws._config(1))
+        store = Store(table, lease_seconds=int(postman.store.lease.total_seconds()),
+                      address_key=postman.store.address_key)
+        mailer = Recorder(SesMailer(lambda: ses), self.recorder.accepted)
+        return dataclasses.replace(postman, store=store, mailer=mailer), ses, table.meta.client
+
+    def in_outage(self) -> bool:
+        return self.outage[0] <= self.clock.now < self.outage[1]
+
+    def _ses_down(self, request, **_):
+        """SES unreachable for the outage's day (before any random fault)."""
+        from soak import faults
+
+        if self.in_outage():
+            self.outage_calls += 1
+            return faults.connection_error(request)
+        return None
+
     # -- the simulation -----------------------------------------------------------------
 
     def run(self) -> dict:
@@ -130,9 +173,17 @@ class Soak:
         tick = timedelta(hours=args.tick_hours)
         spread = timedelta(days=args.submission_days)
         end = START + timedelta(days=args.days)
+        self.late, late_ses, late_dynamodb = self._late_postman()
+        self.late_ses_faults = faults.RandomFaults(rate, ses_faults, seed=self.seed + 3)
+        self.late_db_faults = faults.RandomFaults(args.fault_rate, faults.DYNAMODB_FAULTS,
+                                                  seed=self.seed + 4)
         with faults.fast_backoff(), \
+                faults.injected(ses, self._ses_down, "before-send.sesv2.SendEmail"), \
+                faults.injected(late_ses, self._ses_down, "before-send.sesv2.SendEmail"), \
                 faults.injected(ses, self.ses_faults, "before-send.sesv2.SendEmail"), \
-                faults.injected(dynamodb, self.db_faults, "before-send.dynamodb"):
+                faults.injected(dynamodb, self.db_faults, "before-send.dynamodb"), \
+                faults.injected(late_ses, self.late_ses_faults, "before-send.sesv2.SendEmail"), \
+                faults.injected(late_dynamodb, self.late_db_faults, "before-send.dynamodb"):
             next_tick = START
             for number in self.numbers:
                 at = START + spread * number / args.submissions
@@ -171,24 +222,41 @@ class Soak:
             self.refused[f"submit {response.status_code}"] += 1
 
     def tick(self, at: datetime) -> None:
-        """One scheduled moment: run the job (again 15 minutes on while it left work)."""
-        from tracker import followups
+        """One scheduled moment: run the job (again 15 minutes on while it left work),
+        some runs overlapped by a late delivery of an earlier event."""
+        import threading
 
-        for repeat in range(12):
+        repeats = max(1, int(self.args.tick_hours * 4) - 1)  # every 15 min until the next
+        for repeat in range(repeats):
             now = at + timedelta(minutes=15 * repeat)
-            with self.app.app_context():
-                result = followups.run(self.app.extensions["tracker"], now=now)
+            self.clock.now = now
+            late = None
+            if self.random.random() < self.args.late_share:
+                delay = timedelta(minutes=self.random.choice((1, 2, 15, 45, 180)))
+                late = threading.Thread(target=self._run_job, args=(self.late, now - delay))
+                late.start()
+                self.late_runs += 1
+            result = self._run_job(self.app.extensions["tracker"], now)
+            if late:
+                late.join()
             self.runs += 1
+            self.paused_runs += bool(result["throttled"])
             self.answer_new_emails(now + timedelta(minutes=5))
             if not (result["throttled"] or result["retry"] or result["errors"]
                     or result["stopped_early"]):
                 return
 
+    def _run_job(self, postman, now: datetime) -> dict:
+        from tracker import followups
+
+        with self.app.app_context():
+            return followups.run(postman, now=now)
+
     def answer_new_emails(self, at: datetime) -> None:
         """Some travellers answer the check email, by following its link."""
         new = self.recorder.accepted[self.answered_upto:]
         self.answered_upto = len(self.recorder.accepted)
-        for _to, subject, text in new:
+        for to, subject, text in new:
             kind = self.kinds.get(subject)
             if kind not in ("check", "recheck"):
                 continue
@@ -196,9 +264,13 @@ class Soak:
             reply = ("cancelled" if roll < 0.55 else "still_active" if roll < 0.75 else None)
             if reply:
                 self.clock.now = at
-                self.answer(text, reply)
+                taps = 2 if self.random.random() < 0.2 else 1
+                if self.answer(text, reply, taps=taps) and reply == "still_active":
+                    self.escalations_allowed[to] += 1
 
-    def answer(self, text: str, reply: str) -> None:
+    def answer(self, text: str, reply: str, *, taps: int = 1) -> bool:
+        """Press the answer's button, ``taps`` times in a row on the same page (a double
+        tap posts the same form twice)."""
         url = next(u for u in re.findall(r"https?://\S+", text) if "/check/" in u)
         path = url[len(BASE_URL):]
         for _ in range(3):  # a 5xx here is DynamoDB failing past retries: try again
@@ -206,12 +278,14 @@ class Soak:
             token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"',
                               page.get_data(as_text=True))
             if page.status_code == 200 and token:
-                posted = self.client.post(path, data={"csrf_token": token.group(1),
-                                                      "answer": reply})
-                if posted.status_code == 303:
+                form = {"csrf_token": token.group(1), "answer": reply}
+                posted = [self.client.post(path, data=form).status_code for _ in range(taps)]
+                if posted[0] == 303:
                     self.answers[reply] += 1
-                    return
+                    self.answers["tapped twice"] += taps > 1
+                    return True
         self.answers["not recorded"] += 1
+        return False
 
     @property
     def kinds(self) -> dict[str, str]:
@@ -279,6 +353,12 @@ class Soak:
             once += min(want, got)
             twice += max(0, got - want)
             lost += max(0, want - got)
+        # A second escalation for one answer (a double tap) is in the timeline too, so it
+        # would pass the comparison above: count it against the answers given.
+        extra_escalations = sum(
+            max(0, count - self.escalations_allowed[to])
+            for (to, kind), count in outbox.items() if kind == "escalation")
+        twice += extra_escalations
         return {
             "submitted": self.submitted, "emailed once": once, "emailed twice": twice,
             "lost": lost + pending_lost + failed,
@@ -288,9 +368,15 @@ class Soak:
                 "job runs": self.runs, "statuses": dict(statuses),
                 "recorded as sent, missing from the outbox": lost,
                 "due and never sent": pending_lost, "given up (failed)": failed,
+                "escalations beyond one per answer": extra_escalations,
                 "still waiting at the end": waiting,
-                "ses faults injected": dict(self.ses_faults.counts),
-                "dynamodb faults injected": dict(self.db_faults.counts),
+                "late runs overlapping a current one": self.late_runs,
+                "runs paused (throttled, SES down)": self.paused_runs,
+                "ses calls during the day-long outage": self.outage_calls,
+                "ses faults injected": dict(self.ses_faults.counts
+                                            + self.late_ses_faults.counts),
+                "dynamodb faults injected": dict(self.db_faults.counts
+                                                 + self.late_db_faults.counts),
             },
         }
 
@@ -306,14 +392,16 @@ def _zone(name: str):
 
 
 def run_shard(args, shard: int) -> dict:
-    """One share of the submissions against a moto server of its own."""
+    """One share of the submissions, with a moto server of its own (SES) and a table of
+    its own (in DynamoDB Local, whose address the parent put in the environment)."""
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     os.environ.update({
         "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "soak",
         "AWS_SECRET_ACCESS_KEY": "soak", "AWS_DEFAULT_REGION": "eu-central-1",
-        "SECRET_KEY": "soak-secret", "TABLE_NAME": "esim-soak"})
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "LOCAL_MODE", "AWS_LAMBDA_FUNCTION_NAME"):
+        "SECRET_KEY": "soak-secret", "TABLE_NAME": f"esim-soak-{shard}"})
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "LOCAL_MODE", "AWS_LAMBDA_FUNCTION_NAME",
+                 "AWS_ENDPOINT_URL_SESV2"):
         os.environ.pop(name, None)
     moto = subprocess.Popen([sys.executable, "-m", "tracker.motoserver", "--port", str(port)],
                             cwd=ROOT, stderr=subprocess.DEVNULL)
@@ -348,7 +436,7 @@ def merge(results: list[dict]) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--submissions", type=int, default=2000)
-    parser.add_argument("--fault-rate", type=float, default=0.05)
+    parser.add_argument("--fault-rate", type=float, default=0.20)
     parser.add_argument("--days", type=int, default=35, help="simulated days in all")
     parser.add_argument("--submission-days", type=float, default=3)
     # 04, 10, 16 and 22 UTC: at least two moments in the daytime of every zone used.
@@ -365,6 +453,12 @@ def main(argv=None) -> int:
     parser.add_argument("--lost-answers", type=float, default=0,
                         help="instead of SES rejections, let SES accept this share of "
                              "emails and lose its answer: the known duplicate window")
+    parser.add_argument("--late-share", type=float, default=0.25,
+                        help="share of runs overlapped by a late event's run")
+    parser.add_argument("--outage-day", type=int, default=4,
+                        help="the simulated day (from 0) on which SES cannot be reached")
+    parser.add_argument("--engine", choices=("local", "moto"), default="local",
+                        help="DynamoDB engine: DynamoDB Local, or moto's server")
     parser.add_argument("--shard", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -374,16 +468,19 @@ def main(argv=None) -> int:
     started = time.monotonic()
     base = [sys.executable, "-m", "soak.run", *(argv if argv is not None else sys.argv[1:])]
     results = []
-    with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:
-        for output in pool.map(lambda shard: _shard_process(base, shard), range(args.shards)):
-            if output is None:
-                print("a soak shard failed", file=sys.stderr)
-                return 2
-            results.append(output)
+    with _dynamodb(args.engine):
+        with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:
+            for output in pool.map(lambda shard: _shard_process(base, shard),
+                                   range(args.shards)):
+                if output is None:
+                    print("a soak shard failed", file=sys.stderr)
+                    return 2
+                results.append(output)
     result = merge(results)
     details = result.pop("details")
     mismatch = result.pop("outbox mismatch")
-    print(f"seed {args.seed}, {args.fault_rate:.0%} of SES and DynamoDB calls failing, "
+    print(f"seed {args.seed}, DynamoDB on {args.engine}, {args.fault_rate:.0%} of SES and "
+          f"DynamoDB calls failing, SES down all of day {args.outage_day}, "
           f"{args.shards} shards, {args.workers} at a time, {time.monotonic() - started:.0f} s"
           + (f"; SES answers lost after acceptance: {args.lost_answers:.0%}"
              if args.lost_answers else ""))
@@ -394,6 +491,23 @@ def main(argv=None) -> int:
     if mismatch:
         print(f"moto's outbox and the emails SES accepted differ by {mismatch}")
     return 0 if result["emailed twice"] == result["lost"] == mismatch == 0 else 1
+
+
+@contextlib.contextmanager
+def _dynamodb(engine: str):
+    """DynamoDB Local for the shards (their environment points DynamoDB at it)."""
+    if engine != "local":
+        os.environ.pop("AWS_ENDPOINT_URL_DYNAMODB", None)
+        yield
+        return
+    from soak import dynamodb_local
+
+    with dynamodb_local.running() as endpoint:
+        os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = endpoint
+        try:
+            yield
+        finally:
+            os.environ.pop("AWS_ENDPOINT_URL_DYNAMODB", None)
 
 
 def _shard_process(base: list[str], shard: int) -> dict | None:

@@ -1,4 +1,11 @@
-"""Fixtures: one moto server over HTTP for the session, a fresh table per test."""
+"""Fixtures: one moto server over HTTP for the session, a fresh table per test.
+
+DynamoDB runs on one of two engines: moto's server, or AWS's own DynamoDB Local (which
+runs conditional writes truly concurrently and validates strictly). The store, job,
+answer, concurrency and fault tests (``BOTH_ENGINES``) run on both; the rest on
+``DYNAMODB_ENGINE`` (``moto`` unless set), which also narrows those modules to one.
+SES is always moto's.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,7 @@ import socket
 import subprocess
 import sys
 import urllib.request
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -38,6 +45,55 @@ def moto_endpoint():
     proc.wait(10)
 
 
+BOTH_ENGINES = {"test_faults", "test_followups", "test_answers", "test_journey",
+                "test_ses_events"}
+ENGINES = ("moto", "local")
+
+
+def pytest_generate_tests(metafunc):
+    """Run the modules in BOTH_ENGINES once per DynamoDB engine."""
+    chosen = os.environ.get("DYNAMODB_ENGINE")
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    if "engine" in metafunc.fixturenames and module in BOTH_ENGINES and not chosen:
+        metafunc.parametrize("engine", ENGINES, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def dynamodb_local_endpoint():
+    """DynamoDB Local in its own JVM for the session (``make dynamodb-local`` installs it)."""
+    from soak import dynamodb_local
+
+    try:
+        proc, endpoint = dynamodb_local.start()
+    except dynamodb_local.Unavailable as exc:
+        pytest.skip(str(exc))
+    yield endpoint
+    dynamodb_local.stop(proc)
+
+
+@pytest.fixture
+def engine(request):
+    """The DynamoDB engine of this test; boto3 points DynamoDB at it, SES stays on moto."""
+    name = getattr(request, "param", None) or os.environ.get("DYNAMODB_ENGINE", "moto")
+    assert name in ENGINES, f"DYNAMODB_ENGINE must be one of {ENGINES}"
+    if name == "moto":
+        yield name
+        return
+    from tracker import aws
+
+    endpoint = request.getfixturevalue("dynamodb_local_endpoint")
+    os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = endpoint
+    aws.reset()
+    client = aws.client("dynamodb")
+    for table in client.list_tables()["TableNames"]:  # a fresh, empty account per test
+        client.delete_table(TableName=table)
+    try:
+        yield name
+    finally:
+        os.environ.pop("AWS_ENDPOINT_URL_DYNAMODB", None)
+        aws.reset()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def aws_environment(moto_endpoint):
     """Point every boto3 client at moto, with fake credentials."""
@@ -45,7 +101,8 @@ def aws_environment(moto_endpoint):
     os.environ.update({
         "AWS_ENDPOINT_URL": moto_endpoint, "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "eu-central-1"})
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "LOCAL_MODE", "AWS_LAMBDA_FUNCTION_NAME"):
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "LOCAL_MODE", "AWS_LAMBDA_FUNCTION_NAME",
+                 "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SESV2"):
         os.environ.pop(name, None)
     from tracker import aws
 
@@ -70,8 +127,27 @@ def clock():
     return Clock(datetime(2026, 9, 14, 8, 0, tzinfo=UTC))  # a Monday, noon in Baku
 
 
+class WallClock:
+    """The real clock, which a test may move on (``advance``) to let leases run out."""
+
+    def __init__(self):
+        self.offset = timedelta(0)
+
+    def advance(self, delta: timedelta) -> None:
+        self.offset += delta
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
 @pytest.fixture
-def app(moto_endpoint, clock):
+def wall():
+    """The clock the app's leases run on."""
+    return WallClock()
+
+
+@pytest.fixture
+def app(moto_endpoint, engine, clock, wall):
     """A fresh app on an empty emulated AWS account."""
     urllib.request.urlopen(urllib.request.Request(
         f"{moto_endpoint}/moto-api/reset", method="POST")).close()
@@ -81,7 +157,7 @@ def app(moto_endpoint, clock):
     app = create_app({
         "TESTING": True, "SECRET_KEY": "test-secret", "SEND_RATE": 0,
         "MAIL_FROM": "tracker@example.com", "BASE_URL": "https://tracker.example/dev",
-        "CLOCK": clock})
+        "CLOCK": clock, "LEASE_CLOCK": wall})
     with app.app_context():
         app.test_cli_runner().invoke(cli.bootstrap, catch_exceptions=False)
         aws.client("ses").verify_email_identity(EmailAddress="tracker@example.com")

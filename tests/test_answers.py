@@ -1,10 +1,11 @@
 """Answers that race the job: the traveller's change wins and nothing goes out twice."""
 
-from datetime import datetime, timezone
+import re
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.helpers import link, local_path, submit
+from tests.helpers import link, local_path, stored_requests, submit
 from tests.test_journey import answer, run_job
 from tracker.store import StoreError
 
@@ -23,7 +24,8 @@ def test_still_active_answer_during_a_job_lease_escalates_at_once(
     [(request_id, key)] = list(store.due(datetime(2026, 9, 22, 5, tzinfo=timezone.utc)))
     # A job run claims the reminder and is still sending it when the traveller answers.
     job_now = datetime(2026, 9, 22, 5, tzinfo=timezone.utc)
-    claimed = store.claim(request_id, key, owner="slow-run", now=job_now)
+    claimed = store.claim(request_id, key, owner="slow-run", now=job_now,
+                          lease_now=datetime.now(timezone.utc))
     assert claimed is not None
     clock.now = job_now
     answer(client, check_path, "still_active")
@@ -91,7 +93,7 @@ def test_an_answer_racing_a_job_write_is_retried_once_and_recorded(
 
 
 def test_escalation_the_page_cannot_send_is_left_to_the_job_and_sent_once(
-        app, client, runner, outbox, clock, monkeypatch):
+        app, client, runner, outbox, clock, wall, monkeypatch):
     check_path = checked_request(client, runner, outbox)
     store = app.extensions["tracker"].store
 
@@ -104,6 +106,140 @@ def test_escalation_the_page_cannot_send_is_left_to_the_job_and_sent_once(
     assert len(outbox()) == 2  # receipt and check only: nothing went out
     monkeypatch.undo()
     # The page's lease runs out; the next scheduled run sends the escalation, once.
+    wall.advance(timedelta(seconds=app.config["LEASE_SECONDS"] + 1))
+    assert run_job(runner, "2026-09-18T06:15:00Z")["sent"] == 1
+    assert run_job(runner, "2026-09-18T06:30:00Z")["sent"] == 0
+    assert "still active" in outbox()[-1]["subject"]
+
+
+def taps(client, check_path: str, reply: str, count: int) -> list[int]:
+    """Press an answer button ``count`` times on one page (a double tap re-posts it)."""
+    page = client.get(check_path).get_data(as_text=True)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+    return [client.post(check_path, data={"csrf_token": token, "answer": reply}).status_code
+            for _ in range(count)]
+
+
+@pytest.mark.parametrize("count", [2, 3], ids=["double-tap", "triple-tap"])
+@pytest.mark.parametrize("reply", ["still_active", "cancelled"])
+def test_the_same_answer_tapped_again_is_recorded_once_and_escalates_at_most_once(
+        app, client, runner, outbox, clock, table, count, reply):
+    check_path = checked_request(client, runner, outbox)
+    clock.now = datetime(2026, 9, 18, 6, tzinfo=timezone.utc)
+    assert taps(client, check_path, reply, count) == [303] * count
+
+    escalations = [m for m in outbox() if "still active" in m["subject"]]
+    assert len(escalations) == (reply == "still_active")
+    [item] = stored_requests(table)
+    answers = [e["what"] for e in item["history"] if e["what"].startswith("answer:")]
+    assert answers == [f"answer:{reply}"]
+    assert run_job(runner, "2026-09-18T07:00:00Z")["sent"] == 0  # nothing left over
+
+
+def test_a_second_tap_that_read_the_request_before_the_first_wrote_changes_nothing(
+        app, client, runner, outbox, clock, table, monkeypatch):
+    check_path = checked_request(client, runner, outbox)
+    store = app.extensions["tracker"].store
+    [item] = stored_requests(table)
+    before = store.get(item["id"])
+    clock.now = datetime(2026, 9, 18, 6, tzinfo=timezone.utc)
+    assert answer(client, check_path, "still_active").status_code == 303
+    # The second tap's page read the request before the first tap's write landed.
+    real_get, reads = store.get, []
+
+    def stale_first(request_id):
+        reads.append(request_id)
+        return before if len(reads) == 1 else real_get(request_id)
+
+    monkeypatch.setattr(store, "get", stale_first)
+    assert answer(client, check_path, "still_active").status_code == 303
+    assert len([m for m in outbox() if "still active" in m["subject"]]) == 1
+    [item] = stored_requests(table)
+    assert [e["what"] for e in item["history"]].count("answer:still_active") == 1
+
+
+def test_the_question_asked_again_takes_the_same_answer_again(
+        app, client, runner, outbox, clock):
+    check_path = checked_request(client, runner, outbox)
+    clock.now = datetime(2026, 9, 18, 6, tzinfo=timezone.utc)
+    answer(client, check_path, "still_active")
+    assert run_job(runner, "2026-09-23T05:00:00Z")["sent"] == 1  # the re-check
+    clock.now = datetime(2026, 9, 23, 6, tzinfo=timezone.utc)
+    answer(client, check_path, "still_active")
+    assert len([m for m in outbox() if "still active" in m["subject"]]) == 2
+
+
+def test_one_click_unsubscribe_racing_a_job_write_stops_the_emails(
+        app, client, runner, outbox, table, monkeypatch):
+    submit(client, requested_on="2026-09-14")
+    unsubscribe = local_path(link(outbox()[0], "/unsubscribe/"))
+    store = app.extensions["tracker"].store
+    [item] = stored_requests(table)
+    stale = store.get(item["id"])
+    # The job records the check email between the page's read and its write.
+    assert run_job(runner, "2026-09-18T05:00:00Z")["sent"] == 1
+    monkeypatch.setattr(store, "get", lambda request_id: stale)
+
+    response = client.post(unsubscribe, data={"List-Unsubscribe": "One-Click"})
+
+    assert response.status_code == 200
+    monkeypatch.undo()
+    [item] = stored_requests(table)
+    assert item["status"] == "stopped" and "due_part" not in item
+    assert item["history"][-1]["what"] == "stopped:unsubscribe"
+    assert run_job(runner, "2026-10-30T05:00:00Z")["sent"] == 0
+
+
+def test_stop_during_a_job_lease_wins_and_the_job_records_nothing(
+        app, client, runner, outbox, table, wall):
+    checked_request(client, runner, outbox)
+    store = app.extensions["tracker"].store
+    manage = local_path(link(outbox()[0], "/manage/"))
+    job_now = datetime(2026, 9, 22, 5, tzinfo=timezone.utc)
+    [(request_id, key)] = list(store.due(job_now))
+    claimed = store.claim(request_id, key, owner="slow-run", now=job_now, lease_now=wall())
+    page = client.get(manage).get_data(as_text=True)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+
+    assert client.post(manage.split("?")[0] + "/stop",
+                       data={"csrf_token": token}).status_code == 303
+    assert not store.record(claimed, claimed.progress, owner="slow-run", what="sent:x",
+                            now=job_now)
+    assert store.get(request_id).progress.status == "stopped"
+
+
+def test_delete_during_a_job_lease_leaves_nothing_behind(
+        app, client, runner, outbox, table, wall):
+    checked_request(client, runner, outbox)
+    store = app.extensions["tracker"].store
+    manage = local_path(link(outbox()[0], "/manage/"))
+    job_now = datetime(2026, 9, 22, 5, tzinfo=timezone.utc)
+    [(request_id, key)] = list(store.due(job_now))
+    claimed = store.claim(request_id, key, owner="slow-run", now=job_now, lease_now=wall())
+    page = client.get(manage).get_data(as_text=True)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+
+    assert client.post(manage.split("?")[0] + "/delete",
+                       data={"csrf_token": token}).status_code == 303
+    assert not store.record(claimed, claimed.progress, owner="slow-run", what="sent:x",
+                            now=job_now)
+    assert not store.release(claimed, owner="slow-run")
+    assert stored_requests(table) == []
+
+
+def test_dynamodb_failing_while_claiming_the_escalation_is_no_error_page(
+        app, client, runner, outbox, clock, wall, monkeypatch):
+    check_path = checked_request(client, runner, outbox)
+    store = app.extensions["tracker"].store
+
+    def unavailable(*args, **kwargs):
+        raise StoreError("claim failed")
+
+    monkeypatch.setattr(store, "claim", unavailable)
+    clock.now = datetime(2026, 9, 18, 6, tzinfo=timezone.utc)
+    assert answer(client, check_path, "still_active").status_code == 303
+    monkeypatch.undo()
+    assert len(outbox()) == 2  # nothing went out yet: the job sends it, once
     assert run_job(runner, "2026-09-18T06:15:00Z")["sent"] == 1
     assert run_job(runner, "2026-09-18T06:30:00Z")["sent"] == 0
     assert "still active" in outbox()[-1]["subject"]

@@ -153,7 +153,7 @@ class CrashingMailer:
 
 
 def test_crash_after_claiming_sends_the_email_once_after_the_lease_expires(
-        app, postman, table, outbox):
+        app, postman, table, outbox, wall):
     [request_id] = seed_due(postman.store, 1)
     crashing = dataclasses.replace(postman, mailer=CrashingMailer())
 
@@ -163,33 +163,42 @@ def test_crash_after_claiming_sends_the_email_once_after_the_lease_expires(
     assert claimed["lease_owner"] and claimed["next_kind"] == "check"
     assert outbox() == []
 
+    # The lease runs on the wall clock: a later event time does not free it …
     lease = timedelta(seconds=app.config["LEASE_SECONDS"])
-    during = run_job(app, now=NOW + lease - timedelta(seconds=5))
+    wall.advance(lease - timedelta(seconds=5))
+    during = run_job(app, now=NOW + timedelta(hours=6))
     assert during["sent"] == 0 and during["skipped"] == 1  # still held by the dead run
 
-    after = run_job(app, now=NOW + lease + timedelta(seconds=5))
+    wall.advance(timedelta(seconds=10))  # … the wall clock running past it does
+    after = run_job(app, now=NOW + timedelta(minutes=1))
     assert after["sent"] == 1
     assert run_job(app, now=NOW + 2 * lease)["sent"] == 0
     assert sends_per_address(outbox) == {address(0): 1}
 
 
-def test_two_processes_over_500_due_requests_send_each_email_once(
-        postman, outbox, tmp_path):
-    seed_due(postman.store, 500)
+def job_processes(tmp_path, *runs: tuple[str, float]) -> list[dict]:
+    """Run the job in one OS process per (event time, send rate), started together."""
     go = tmp_path / "go"
-    readies = [tmp_path / f"ready{n}" for n in range(2)]
+    readies = [tmp_path / f"ready{n}" for n in range(len(runs))]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     procs = [subprocess.Popen(
-        [sys.executable, "-m", "tests.jobprocess", "2026-09-18T05:00:00Z", str(ready), str(go)],
+        [sys.executable, "-m", "tests.jobprocess", at, str(ready), str(go), str(rate)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        for ready in readies]
+        for ready, (at, rate) in zip(readies, runs, strict=True)]
     while not all(r.exists() for r in readies):
         assert all(p.poll() is None for p in procs), "a job process died while starting"
         time.sleep(0.01)
     go.touch()
     results = [json.loads(p.communicate()[0]) for p in procs]
-
     assert all(p.returncode == 0 for p in procs)
+    return results
+
+
+def test_two_processes_over_500_due_requests_send_each_email_once(
+        postman, outbox, tmp_path):
+    seed_due(postman.store, 500)
+    results = job_processes(tmp_path, ("2026-09-18T05:00:00Z", 0), ("2026-09-18T05:00:00Z", 0))
+
     sent = sends_per_address(outbox)
     assert len(sent) == 500 and set(sent.values()) == {1}
     assert sum(r["sent"] for r in results) == 500
@@ -204,3 +213,123 @@ def test_store_maps_exhausted_dynamodb_retries_to_store_error(
     with faults.injected(dynamodb_client, always_throttle, "before-send.dynamodb"):
         with pytest.raises(store.StoreError):
             postman.store.get("anything")
+
+
+def test_a_late_run_overlapping_a_current_one_sends_each_email_once(
+        postman, outbox, tmp_path):
+    # Lambda delivers the 05:00 event late, while the 05:45 run is sending: the leases of
+    # each are judged by the same wall clock, so neither takes over the other's.
+    seed_due(postman.store, 30)
+    results = job_processes(tmp_path, ("2026-09-18T05:00:00Z", 20),
+                            ("2026-09-18T05:45:00Z", 20))
+
+    sent = sends_per_address(outbox)
+    assert len(sent) == 30 and set(sent.values()) == {1}
+    assert sum(r["sent"] for r in results) == 30
+
+
+@pytest.mark.parametrize("code", ["SendingPausedException", "AccountSuspendedException",
+                                  "MailFromDomainNotVerifiedException", "NotFoundException"])
+def test_an_account_level_ses_error_pauses_the_run_and_drops_nothing(
+        app, postman, ses_client, table, outbox, code):
+    ids = seed_due(postman.store, 5)
+
+    def paused(request, **_):
+        return faults.ses_error(request, code, 400)
+
+    with faults.injected(ses_client, paused, "before-send.sesv2.SendEmail"):
+        during = [run_job(app, now=NOW + timedelta(minutes=15 * n)) for n in range(8)]
+
+    assert all(r["throttled"] and r["failed"] == 0 and r["sent"] == 0 for r in during)
+    assert all(item(table, i)["next_kind"] == "check" for i in ids)
+    assert all(item(table, i)["attempts"] == 0 for i in ids)  # not held against them
+    assert run_job(app, now=NOW + timedelta(hours=2))["sent"] == 5
+    assert set(sends_per_address(outbox).values()) == {1} and len(outbox()) == 5
+
+
+@pytest.fixture
+def ses_unreachable(monkeypatch):
+    """SES at a port where nothing listens, until the test calls the returned ``back``."""
+    from tests.conftest import free_port
+    from tracker import aws
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SESV2", f"http://127.0.0.1:{free_port()}")
+    aws.reset()  # the app caches its clients: build them again on the new endpoint
+
+    def back():
+        monkeypatch.delenv("AWS_ENDPOINT_URL_SESV2")
+        aws.reset()
+
+    yield back
+    aws.reset()
+
+
+def test_ses_unreachable_for_a_day_then_back_sends_every_email_and_fails_none(
+        app, postman, table, outbox, ses_unreachable):
+    ids = seed_due(postman.store, 30)
+    day = [run_job(app, now=NOW + timedelta(minutes=15 * n)) for n in range(97)]
+    assert sum(r["failed"] for r in day) == 0 and sum(r["sent"] for r in day) == 0
+    assert day[0]["throttled"] and day[-1]["throttled"]  # paused, morning and evening
+
+    ses_unreachable()
+    later = NOW + timedelta(days=1, minutes=15)
+    assert run_job(app, now=later)["sent"] == 30
+    assert all(item(table, i)["status"] == "open" for i in ids)
+    sent = sends_per_address(outbox)
+    assert len(sent) == 30 and set(sent.values()) == {1}
+
+
+def test_one_email_that_keeps_failing_backs_off_and_is_given_up_after_three_days(
+        app, postman, ses_client, table, outbox, caplog):
+    ids = seed_due(postman.store, 3)
+    tries = []
+
+    def fail_one(request, **_):
+        if faults.recipient(request) == address(1):
+            tries.append(1)
+            return faults.ses_error(request, "InternalFailure", 500)
+
+    given_up_at = None
+    with faults.injected(ses_client, fail_one, "before-send.sesv2.SendEmail"):
+        for n in range(4 * 96):  # every 15 minutes for four days
+            at = NOW + timedelta(minutes=15 * n)
+            if run_job(app, now=at)["failed"]:
+                given_up_at = at
+                break
+
+    assert given_up_at is not None and timedelta(days=3) <= given_up_at - NOW
+    assert given_up_at - NOW < timedelta(days=3, hours=9)  # ≤ one backoff late, overnight
+    assert 8 <= len(tries) <= 20  # backed off, not every run, yet never silent for long
+    failed = item(table, ids[1])
+    assert failed["status"] == "failed" and failed["history"][-1]["what"] == "failed:check"
+    assert any(r.levelname == "ERROR" and "giving up" in r.getMessage()
+               for r in caplog.records)
+    assert len(sends_per_address(outbox)) == 2
+
+
+@pytest.mark.parametrize("damage", [
+    ("REMOVE next_key", {}),  # breaks the due iterator itself
+    ("REMOVE email, #s", {"#s": "status"}),  # an older schema, a hand edit
+    ("SET due_at = :bad", {":bad": "2026-09-18 04:00"}),  # sorts as due, does not parse
+], ids=["no-next-key", "missing-attributes", "unparsable-due-at"])
+def test_an_unreadable_item_is_quarantined_and_the_run_goes_on(
+        app, postman, table, outbox, caplog, damage):
+    ids = seed_due(postman.store, 6)
+    expression, extra = damage
+    names = {k: v for k, v in extra.items() if k.startswith("#")}
+    values = {k: v for k, v in extra.items() if k.startswith(":")}
+    table.update_item(Key={"pk": f"REQ#{ids[3]}"}, UpdateExpression=expression,
+                      **({"ExpressionAttributeNames": names} if names else {}),
+                      **({"ExpressionAttributeValues": values} if values else {}))
+
+    result = run_job(app)
+
+    assert result["sent"] == 5 and result["quarantined"] == 1
+    poisoned = item(table, ids[3])
+    assert "due_part" not in poisoned and "lease_owner" not in poisoned
+    assert poisoned["quarantined"]
+    logged = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert logged and all(address(3) not in r.getMessage() for r in caplog.records)
+    assert any(getattr(r, "key", None) == f"REQ#{ids[3]}" for r in logged)
+    assert run_job(app, now=NOW + timedelta(hours=1))["quarantined"] == 0  # out of the way
+    assert len(sends_per_address(outbox)) == 5

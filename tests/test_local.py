@@ -3,10 +3,13 @@
 import http.cookiejar
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -26,9 +29,8 @@ def test_outbox_exists_only_in_local_mode_and_never_on_lambda(moto_endpoint, mon
     assert create_app(settings).test_client().get("/outbox").status_code == 404
 
 
-@pytest.fixture
-def sandbox():
-    """`python -m tracker.local`, what `make run` runs, on free ports."""
+def start_sandbox():
+    """`python -m tracker.local`, what `make run` runs, on free ports; (process, base URL)."""
     app_port, moto_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("AWS_") and k not in ("SECRET_KEY", "LOCAL_MODE")}
@@ -36,14 +38,55 @@ def sandbox():
     proc = subprocess.Popen([sys.executable, "-m", "tracker.local"], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{app_port}"
-    try:
-        from tracker.local import _wait_for
+    from tracker.local import _wait_for
 
+    try:
         _wait_for(f"{base}/", seconds=60)
+    except OSError:
+        proc.kill()
+        raise
+    return proc, base
+
+
+@pytest.fixture
+def sandbox():
+    proc, base = start_sandbox()
+    try:
         yield base
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def children(pid: int) -> list[int]:
+    """The processes ``pid`` started, from Linux's /proc."""
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def alive(pid: int) -> bool:
+    """Running, not gone nor a zombie waiting for its reaper."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "State:\tZ" not in status
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL],
+                         ids=["SIGTERM", "SIGINT", "SIGKILL"])
+def test_stopping_the_sandbox_stops_the_moto_server_it_started(signum):
+    proc, _ = start_sandbox()
+    started = children(proc.pid)
+    assert started and all(alive(pid) for pid in started)  # moto's server
+
+    os.kill(proc.pid, signum)  # the parent alone, as a supervisor or `kill` would
+    proc.wait(30)
+
+    deadline = time.monotonic() + 20
+    while any(alive(pid) for pid in started) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in started)
 
 
 def test_sandbox_serves_the_form_and_its_outbox_shows_the_receipt_with_working_links(sandbox):

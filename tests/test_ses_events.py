@@ -173,3 +173,75 @@ def test_bootstrap_adds_the_address_index_to_an_older_table(app):
 def test_bootstrap_runs_twice_without_harm(app, runner):
     result = runner.invoke(args=["bootstrap"], catch_exceptions=False)
     assert result.exit_code == 0 and "already there" in result.output
+
+
+def sns(notification) -> dict:
+    return {"Sns": {"Message": json.dumps(notification)}}
+
+
+def bounce_of(address: str, **changes) -> dict:
+    notification = json.loads(load_event("sns_bounce_permanent.json")["Records"][0]["Sns"]
+                              ["Message"])
+    notification["bounce"]["bouncedRecipients"] = [{"emailAddress": address}]
+    notification.update(changes)
+    return notification
+
+
+@pytest.mark.parametrize("event", [
+    {"Records": None}, {"Records": "x"}, {}, None, [], {"Records": [None, 7, "x"]},
+], ids=["records-null", "records-string", "no-records", "none", "list", "odd-records"])
+def test_an_event_with_no_readable_records_changes_nothing_and_does_not_crash(
+        lambda_app, client, table, event):
+    submit(client)
+    result = ses_events.handle(event, None)
+    assert result["suppressed"] == 0 and result["stopped"] == 0
+    assert suppressions_in(table) == [] and requests_in(table)[0]["status"] == "open"
+
+
+def test_malformed_records_are_dropped_and_every_well_formed_one_applied(
+        lambda_app, client, table):
+    submit(client, email="first@example.com")
+    submit(client, email="second@example.com")
+    broken = [bounce_of(ADDRESS, bounce=[{"bounceType": "Permanent"}]),
+              bounce_of(ADDRESS, bounce="Permanent"),
+              bounce_of(ADDRESS, mail="x"),
+              dict(bounce_of(ADDRESS), bounce={"bounceType": "Permanent",
+                                               "bouncedRecipients": "a@b"}),
+              {"notificationType": "Complaint", "mail": {"source": "tracker@example.com"},
+               "complaint": ["x"]}]
+    event = {"Records": [sns(broken[0]), sns(bounce_of("first@example.com")),
+                         *[sns(b) for b in broken[1:]], sns(bounce_of("second@example.com"))]}
+
+    result = ses_events.handle(event, None)
+
+    assert result["notifications"] == 7 and result["ignored"] == 5
+    assert result["suppressed"] == 2 and result["stopped"] == 2
+    assert {i["status"] for i in requests_in(table)} == {"failed"}
+
+
+@pytest.mark.parametrize("mail", [
+    {"source": "someone-else@example.org"},
+    {"source": "Other <other@example.org>"},
+    {},
+    {"source": "tracker@example.com", "sendingAccountId": "999999999999"},
+], ids=["other-sender", "other-sender-named", "no-source", "other-account"])
+def test_feedback_about_mail_we_did_not_send_is_ignored(lambda_app, client, table, mail):
+    submit(client)
+    notification = bounce_of(ADDRESS)
+    notification["mail"] = dict(mail, messageId="x")
+    context = type("Context", (), {
+        "invoked_function_arn": "arn:aws:lambda:eu-central-1:123456789012:function:f"})()
+
+    result = ses_events.handle({"Records": [sns(notification)]}, context)
+
+    assert result["foreign"] == 1 and result["suppressed"] == 0
+    assert suppressions_in(table) == [] and requests_in(table)[0]["status"] == "open"
+
+
+def test_feedback_from_our_sender_and_account_is_applied(lambda_app, client, table):
+    submit(client)
+    notification = bounce_of(ADDRESS)
+    notification["mail"]["source"] = "Tracker <TRACKER@example.com>"
+    context = type("Context", (), {
+        "invoked_function_arn": "arn:aws:lambda:eu-central-1:123456789012:function:f"})()
+    assert ses_events.handle({"Records": [sns(notification)]}, context)["suppressed"] == 1

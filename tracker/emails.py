@@ -41,7 +41,7 @@ def links(request: Request) -> dict[str, str]:
 def compose(request: Request) -> Message:
     """Render the request's pending email in its language."""
     kind = request.progress.next_kind
-    operator = operators.get(request.operator)
+    operator = operators.for_request(request.operator)
     rules = current_app.extensions["tracker"].rules_for(request.operator)
     first_check = policy.first_check_due(request.requested_on, rules,
                                          i18n.ZoneInfo(request.timezone))
@@ -56,7 +56,7 @@ def _render(template: str, request: Request, subject, **extra) -> Message:
     urls = links(request)
     with force_locale(request.lang):
         subject = str(subject)
-        context = dict(request=request, operator=operators.get(request.operator),
+        context = dict(request=request, operator=operators.for_request(request.operator),
                        lang=request.lang, links=urls, subject=subject, **extra)
         text = render_template(f"emails/{template}.txt", **context)
         html = render_template(f"emails/{template}.html", **context)

@@ -40,25 +40,62 @@ class Feedback:
 
 
 def parse(notification: dict) -> Feedback:
-    """Read an SES notification (or an SES event-publishing record) into Feedback."""
+    """Read an SES notification (or an SES event-publishing record) into Feedback.
+
+    Raises ValueError when a part it needs has the wrong shape (a ``bounce`` that is a
+    list or a string, recipients that are not a list).
+    """
     kind = notification.get("notificationType") or notification.get("eventType")
-    message_id = (notification.get("mail") or {}).get("messageId")
+    message_id = _object(notification.get("mail"), "mail").get("messageId")
+    if not isinstance(message_id, str):
+        message_id = None
     if kind == "Bounce":
-        bounce = notification.get("bounce") or {}
+        bounce = _object(notification.get("bounce"), "bounce")
         if bounce.get("bounceType") != "Permanent":
             return Feedback(TRANSIENT, message_id=message_id)
-        people = bounce.get("bouncedRecipients") or []
-        return Feedback(BOUNCE, _addresses(people), message_id)
+        return Feedback(BOUNCE, _addresses(bounce.get("bouncedRecipients")), message_id)
     if kind == "Complaint":
-        people = (notification.get("complaint") or {}).get("complainedRecipients") or []
-        return Feedback(COMPLAINT, _addresses(people), message_id)
+        complaint = _object(notification.get("complaint"), "complaint")
+        return Feedback(COMPLAINT, _addresses(complaint.get("complainedRecipients")),
+                        message_id)
     return Feedback(IGNORED, message_id=message_id)  # deliveries, sends, opens …
 
 
-def _addresses(recipients: list) -> tuple[str, ...]:
+def _object(value, name: str) -> dict:
+    """``value`` if it is a JSON object; {} when absent; ValueError for anything else."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{name} is not an object")
+    return value
+
+
+def _addresses(recipients) -> tuple[str, ...]:
     """The bare addresses (a DSN's Final-Recipient may come as ``Name <a@b>``)."""
+    if recipients is None:
+        return ()
+    if not isinstance(recipients, list):
+        raise ValueError("recipients are not a list")
     found = (r.get("emailAddress") for r in recipients if isinstance(r, dict))
     return tuple(parseaddr(a)[1] or a for a in found if isinstance(a, str) and a.strip())
+
+
+def is_ours(notification: dict, *, mail_from: str | None,
+            account_id: str | None = None) -> bool:
+    """Tell whether the notification is about mail we sent: our sender, our account.
+
+    SNS topics can be shared or misconfigured; feedback about someone else's mail must
+    not suppress addresses or stop requests here.
+    """
+    mail = _object(notification.get("mail"), "mail")
+    if mail_from is not None:
+        source = mail.get("source")
+        if not isinstance(source, str):
+            return False
+        if (parseaddr(source)[1] or source).casefold() != mail_from.casefold():
+            return False
+    sender_account = mail.get("sendingAccountId")
+    return not (account_id and sender_account and str(sender_account) != account_id)
 
 
 def apply(store: Store, feedback: Feedback, *, now: datetime) -> Counter:
@@ -76,34 +113,38 @@ def apply(store: Store, feedback: Feedback, *, now: datetime) -> Counter:
 def _stop(store: Store, request_id: str, reason: str, *, now: datetime) -> bool:
     """Close one request; a job sending it right now loses (its record is conditional)."""
     status = policy.FAILED if reason == BOUNCE else policy.STOPPED
-    for _ in range(3):
-        request = store.get(request_id)
-        if request is None or request.progress.closed:
-            return False
-        if store.save(request, policy.stopped(request.progress, status),
-                      what=f"suppressed:{reason}", now=now):
-            return True
-    # Still changing under us: the send path's own suppression check stops it.
-    log.warning("could not stop a suppressed request", extra={"request": request_id})
-    return False
+    return store.stop(request_id, status=status, what=f"suppressed:{reason}", now=now)
 
 
-def handle_sns(store: Store, event: dict, *, now: datetime) -> dict:
-    """Apply every SES notification in an SNS event; return counts."""
-    counts = Counter(notifications=0, suppressed=0, stopped=0, transient=0, ignored=0)
-    for record in (event or {}).get("Records", []):
+def handle_sns(store: Store, event: dict, *, now: datetime, mail_from: str | None = None,
+               account_id: str | None = None) -> dict:
+    """Apply every SES notification in an SNS event; return counts.
+
+    Every well-formed record is applied; one that cannot be read is logged and dropped,
+    and so is one about mail we did not send (``mail_from``, ``account_id`` when known).
+    """
+    counts = Counter(notifications=0, suppressed=0, stopped=0, transient=0, ignored=0,
+                     foreign=0)
+    records = event.get("Records") if isinstance(event, dict) else None
+    for record in records if isinstance(records, list) else []:
         counts["notifications"] += 1
         try:
             notification = json.loads(record["Sns"]["Message"])
             if not isinstance(notification, dict):
                 raise ValueError("not an object")
             feedback = parse(notification)
-        except (KeyError, TypeError, ValueError):
+            ours = is_ours(notification, mail_from=mail_from, account_id=account_id)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             counts["ignored"] += 1  # not SES's: retrying would not make it readable
-            log.warning("unreadable SNS record")
+            log.warning("unreadable SNS record dropped: %s", type(exc).__name__)
             continue
         if feedback.kind in (TRANSIENT, IGNORED):
             counts[feedback.kind] += 1
+            continue
+        if not ours:
+            counts["foreign"] += 1
+            log.warning("feedback about mail we did not send ignored",
+                        extra={"ses_message": feedback.message_id})
             continue
         counts.update(apply(store, feedback, now=now))
         log.info("ses feedback applied",

@@ -8,23 +8,40 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import random
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from tracker import policy
 from tracker.mail import Message, PermanentMailError, RetryableMailError, ThrottledError
 from tracker.model import Request
-from tracker.store import Store
+from tracker.store import Store, StoreError, Unreadable
 
 log = logging.getLogger(__name__)
 
 # Sent at once whatever the hour: the traveller has just acted and expects them.
 ANY_HOUR = frozenset({policy.RECEIPT, policy.ESCALATION})
+
+# One email that keeps failing is tried again later and later: 15 minutes, doubling,
+# at most 6 hours apart, each wait stretched by up to a half at random so that many
+# requests failing together do not come back together.
+FIRST_BACKOFF, MAX_BACKOFF = timedelta(minutes=15), timedelta(hours=6)
+
+
+def wall_clock() -> datetime:
+    """The real time: the one clock every run, late or not, agrees on (leases use it)."""
+    return datetime.now(UTC)
+
+
+def backoff(attempts: int, jitter: float) -> timedelta:
+    """How long to wait after the ``attempts``-th failure in a row; ``jitter`` in [0, 1)."""
+    wait = min(FIRST_BACKOFF * 2 ** max(attempts - 1, 0), MAX_BACKOFF)
+    return wait * (1 + jitter / 2)
 
 
 @dataclass(frozen=True)
@@ -37,8 +54,15 @@ class Postman:
     rules_for: Callable[[str], policy.Rules]
     mail_from: str
     send_rate: float = 0.0
+    # A failing email is given up only once it has failed for this long and this often.
     max_attempts: int = 5
+    give_up_after: timedelta = timedelta(days=3)
     reserve_millis: int = 10_000
+    # Leases are judged by this clock, never the run's event time; an email is sent only
+    # while its lease has ``lease_margin`` left (clock skew between hosts, the SES call).
+    clock: Callable[[], datetime] = wall_clock
+    lease_margin: timedelta = timedelta(seconds=30)
+    jitter: Callable[[], float] = random.random
 
 
 def deliver(postman: Postman, request: Request, *, owner: str, now: datetime,
@@ -60,17 +84,22 @@ def deliver(postman: Postman, request: Request, *, owner: str, now: datetime,
         log.info("address suppressed; request stopped", extra=context)
         return "suppressed"
     if progress.next_kind not in ANY_HOUR and not policy.is_daytime(now, tz):
-        postman.store.release(request, owner=owner, due_at=policy.daytime(now, tz),
-                              failed_attempt=False)
+        postman.store.release(request, owner=owner, due_at=policy.daytime(now, tz))
         log.info("deferred to daytime", extra=context)
         return "deferred"
     try:
         message = postman.compose(request)
+        if request.lease_until and postman.clock() > request.lease_until - postman.lease_margin:
+            # Too late to be sure the lease is still ours: another run may own it now.
+            postman.store.release(request, owner=owner)
+            log.warning("lease ran out before sending; left due", extra=context)
+            return "lease_expired"
         message_id = postman.mailer.send_email(
             from_address=postman.mail_from, to_address=request.email, message=message)
-    except ThrottledError:
-        postman.store.release(request, owner=owner, failed_attempt=False)
-        log.warning("ses throttled; leaving the rest due", extra=context)
+    except ThrottledError as exc:
+        # Throttled, the account paused, SES unreachable: nothing is wrong with this email.
+        postman.store.release(request, owner=owner)
+        log.warning("ses cannot send now (%s); leaving the rest due", exc, extra=context)
         raise
     except PermanentMailError as exc:
         postman.store.record(request, policy.stopped(progress, policy.FAILED), owner=owner,
@@ -78,15 +107,7 @@ def deliver(postman: Postman, request: Request, *, owner: str, now: datetime,
         log.error("ses rejected the email for good: %s", exc, extra=context)
         return "failed"
     except (RetryableMailError, Exception) as exc:  # noqa: BLE001 - one item never stops a run
-        if request.attempts + 1 >= postman.max_attempts:
-            postman.store.record(request, policy.stopped(progress, policy.FAILED),
-                                 owner=owner, what=f"failed:{key}", now=now)
-            log.error("giving up after %d attempts: %r", request.attempts + 1, exc,
-                      extra=context)
-            return "failed"
-        postman.store.release(request, owner=owner)
-        log.warning("send failed, will retry: %r", exc, extra=context)
-        return "retry"
+        return _retry_later(postman, request, exc, owner=owner, now=now)
     rules = postman.rules_for(request.operator)
     after = policy.after_sent(progress, now=now, requested_on=request.requested_on,
                               rules=rules, tz=tz)
@@ -95,6 +116,25 @@ def deliver(postman: Postman, request: Request, *, owner: str, now: datetime,
         log.warning("request changed while sending", extra=context)
     log.info("sent", extra=dict(context, message_id=message_id))
     return "sent"
+
+
+def _retry_later(postman: Postman, request: Request, exc: Exception, *, owner: str,
+                 now: datetime) -> str:
+    """Back off this one email, or give it up once it has failed for long enough."""
+    context = {"request": request.id, "email": request.progress.next_key}
+    attempts = request.attempts + 1
+    since = request.failing_since or now
+    if attempts >= postman.max_attempts and now - since >= postman.give_up_after:
+        postman.store.record(request, policy.stopped(request.progress, policy.FAILED),
+                             owner=owner, what=f"failed:{request.progress.next_key}", now=now)
+        log.error("giving up after %d attempts over %s: %s", attempts, now - since,
+                  type(exc).__name__, extra=context)
+        return "failed"
+    retry_at = now + backoff(attempts, postman.jitter())
+    postman.store.release(request, owner=owner, due_at=retry_at, failed_at=now)
+    log.warning("send failed (%s), will retry at %s", type(exc).__name__, retry_at,
+                extra=context)
+    return "retry"
 
 
 class _Pacer:
@@ -139,7 +179,7 @@ def run(postman: Postman, *, now: datetime,
     """Send what is due at ``now``; return counts. Safe to run twice at once."""
     owner = uuid.uuid4().hex
     counts = Counter(sent=0, failed=0, deferred=0, retry=0, skipped=0, suppressed=0,
-                     errors=0)
+                     errors=0, quarantined=0, lease_expired=0)
     paced = dataclasses.replace(
         postman, mailer=_PacedMailer(postman.mailer, _Pacer(postman.send_rate)))
     stopped_early = throttled = False
@@ -148,7 +188,10 @@ def run(postman: Postman, *, now: datetime,
             stopped_early = True  # the rest stays due for the next run
             break
         try:
-            request = postman.store.claim(request_id, key, owner=owner, now=now)
+            if key is None:
+                raise Unreadable(request_id)
+            request = postman.store.claim(request_id, key, owner=owner, now=now,
+                                          lease_now=postman.clock())
             if request is None:
                 counts["skipped"] += 1  # another run has it, or it moved on
                 continue
@@ -156,6 +199,8 @@ def run(postman: Postman, *, now: datetime,
         except ThrottledError:
             throttled = True
             break
+        except Unreadable as exc:
+            counts["quarantined"] += _quarantine(postman.store, exc.key, now=now)
         except Exception as exc:  # noqa: BLE001 - one item never stops a run
             # DynamoDB failed past botocore's retries: a lease we took expires and a
             # later run tries again. Only the type is logged: messages may echo values.
@@ -164,3 +209,14 @@ def run(postman: Postman, *, now: datetime,
     result = dict(counts, throttled=throttled, stopped_early=stopped_early)
     log.info("followups run done", extra={"counts": result})
     return result
+
+
+def _quarantine(store: Store, key: str, *, now: datetime) -> int:
+    """Take an item the code cannot read out of the due index; 1 when it was."""
+    # Only the key is logged: the item may hold an address.
+    log.error("unreadable item taken out of the due index", extra={"key": key})
+    try:
+        return int(store.quarantine(key, now=now))
+    except StoreError:
+        log.error("could not quarantine an unreadable item", extra={"key": key})
+        return 0

@@ -11,6 +11,7 @@ import email.policy
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -74,11 +75,42 @@ def _wait_for(url: str, seconds: float = 20) -> None:
             time.sleep(0.1)
 
 
+def _die_with_parent() -> None:
+    """In the child: be sent SIGTERM when the sandbox dies, even by SIGKILL (Linux)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the signal handlers in main still stop it
+
+
 def start_moto(port: int = MOTO_PORT) -> subprocess.Popen:
     """Start moto's server on 127.0.0.1 and wait until it answers."""
-    proc = subprocess.Popen([sys.executable, "-m", "tracker.motoserver", "--port", str(port)])
-    _wait_for(f"http://127.0.0.1:{port}/moto-api/data.json")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tracker.motoserver", "--port", str(port)],
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/moto-api/data.json")
+    except BaseException:
+        _stop(proc)
+        raise
     return proc
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """End a child and reap it, so that none outlives the sandbox."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+def _exit_on_signal(signum, frame) -> None:
+    # SIGTERM would end Python without running ``finally``: turn it into an exit that does.
+    raise SystemExit(128 + signum)
 
 
 def sandbox_environment(moto_port: int = MOTO_PORT, app_port: int = APP_PORT) -> dict:
@@ -108,6 +140,8 @@ def _job_every_minute(app, stop: threading.Event) -> None:
 def main() -> None:
     """Start everything and serve the app until Ctrl-C."""
     os.environ.update(sandbox_environment())
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGINT, _exit_on_signal)
     moto = start_moto()
     try:
         from app import create_app
@@ -127,7 +161,7 @@ def main() -> None:
               f"(with the variables from `make env`)\n", flush=True)
         app.run(host="127.0.0.1", port=APP_PORT, use_reloader=False)
     finally:
-        moto.terminate()
+        _stop(moto)
 
 
 if __name__ == "__main__":

@@ -17,9 +17,12 @@ log = logging.getLogger(__name__)
 
 THROTTLED = frozenset({"TooManyRequestsException", "Throttling", "ThrottlingException",
                        "LimitExceededException"})
-PERMANENT = frozenset({"MessageRejected", "BadRequestException", "NotFoundException",
-                       "MailFromDomainNotVerifiedException", "AccountSuspendedException",
-                       "SendingPausedException"})
+# The account or the sender cannot send at all for now: nothing wrong with the email, so
+# the run stops and everything stays due until a maintainer fixes it.
+PAUSED = frozenset({"SendingPausedException", "AccountSuspendedException",
+                    "MailFromDomainNotVerifiedException", "NotFoundException"})
+# Only the message itself or its address: failing it at once is right.
+PERMANENT = frozenset({"MessageRejected", "BadRequestException"})
 
 
 class MailError(Exception):
@@ -31,7 +34,8 @@ class RetryableMailError(MailError):
 
 
 class ThrottledError(RetryableMailError):
-    """SES asks us to slow down: stop this run and leave the rest due."""
+    """SES asks us to slow down, cannot send for the account or cannot be reached: stop
+    this run and leave the rest due."""
 
 
 class PermanentMailError(MailError):
@@ -100,11 +104,14 @@ class SesMailer:
                 Content={"Raw": {"Data": raw}})
         except errors.ClientError as exc:
             code = exc.response["Error"]["Code"]
-            if code in THROTTLED:
+            if code in THROTTLED or code in PAUSED:
                 raise ThrottledError(code) from exc
             if code in PERMANENT:
                 raise PermanentMailError(code) from exc
             raise RetryableMailError(code) from exc
+        except (errors.EndpointConnectionError, errors.ConnectTimeoutError) as exc:
+            # SES never got the request: unreachable, not this email's fault.
+            raise ThrottledError(type(exc).__name__) from exc
         except errors.BotoCoreError as exc:
             raise RetryableMailError(type(exc).__name__) from exc
         return answer["MessageId"]

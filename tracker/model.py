@@ -33,3 +33,7 @@ class Request:
     history: tuple[Event, ...] = ()
     version: int = 0
     attempts: int = 0
+    # Set on a claimed request: until when (wall clock) its pending email is ours.
+    lease_until: datetime | None = None
+    # When (event time) its pending email first failed to send, while it keeps failing.
+    failing_since: datetime | None = None

@@ -9,6 +9,10 @@ Sending once, as a timeline:
   run B: Query due ─ claim fails: A holds the lease, or next_key has moved on
   crash between send and record: the lease expires and the email is sent again;
   that window (one SES call) is the only way to a duplicate.
+
+Two clocks: what is *due* is judged by the run's event time (``now``), which may be
+late or replayed; a lease and its expiry by the wall clock (``lease_now``), which every
+run shares, so a late run never takes over a lease a current run still holds.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from datetime import UTC, date, datetime, timedelta
 from tracker.aws import errors
 from tracker.limits import Quota
 from tracker.model import Event, Request
-from tracker.policy import Progress, expires_at
+from tracker.policy import CLOSED_TTL, Progress, expires_at
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,14 @@ class StoreError(Exception):
 
 class Suppressed(Exception):
     """The address is on the suppression list: nothing may be sent to it."""
+
+
+class Unreadable(Exception):
+    """A stored item the code cannot read (older schema, hand edit); ``key`` names it."""
+
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
 
 
 class OverLimit(Exception):
@@ -102,6 +114,18 @@ def _progress_fields(progress: Progress, now: datetime) -> dict:
 
 
 def _to_request(item: dict) -> Request:
+    """Translate an item; Unreadable (naming only its key) when it does not parse."""
+    try:
+        return _parse_request(item)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise Unreadable(str(item.get("pk", "?"))) from exc
+
+
+def _moment(value) -> datetime | None:
+    return datetime.fromtimestamp(int(value), UTC) if value is not None else None
+
+
+def _parse_request(item: dict) -> Request:
     progress = Progress(
         status=item["status"], next_kind=item.get("next_kind"),
         due_at=parse_iso(item["due_at"]) if item.get("due_at") else None,
@@ -114,7 +138,9 @@ def _to_request(item: dict) -> Request:
         requested_on=date.fromisoformat(item["requested_on"]), timezone=item["timezone"],
         lang=item["lang"], created_at=parse_iso(item["created_at"]), progress=progress,
         history=history, version=int(item.get("version", 0)),
-        attempts=int(item.get("attempts", 0)))
+        attempts=int(item.get("attempts", 0)), lease_until=_moment(item.get("lease_until")),
+        failing_since=(parse_iso(item["failing_since"]) if item.get("failing_since")
+                       else None))
 
 
 def _update(fields: dict, *extra_sets: str) -> tuple[str, dict, dict]:
@@ -137,7 +163,7 @@ def _change(progress: Progress, what: str, now: datetime) -> tuple[str, dict, di
     """The update that moves a request to ``progress``: timeline entry, version bump,
     attempts reset and any lease dropped."""
     fields = _progress_fields(progress, now)
-    fields.update(attempts=0, lease_owner=None, lease_until=None)
+    fields.update(attempts=0, failing_since=None, lease_owner=None, lease_until=None)
     expression, names, values = _update(fields, *_APPEND_EVENT)
     names.update({"#hist": "history", "#ver": "version"})
     values.update({":event": [{"at": iso(now), "what": what}], ":one": 1})
@@ -155,7 +181,7 @@ class Store:
         self.address_key = address_key
 
     def create(self, request: Request, *, now: datetime, lease_owner: str | None = None,
-               quotas: Sequence[Quota] = ()) -> bool:
+               lease_now: datetime | None = None, quotas: Sequence[Quota] = ()) -> bool:
         """Store a new request once; False when that id exists (a double submit).
 
         One TransactWriteItems does it all: the conditional put, a check that the address
@@ -177,7 +203,7 @@ class Store:
         if lease_owner:
             # Born claimed: the submitting request sends the receipt without a claim call.
             item.update(lease_owner=lease_owner,
-                        lease_until=int((now + self.lease).timestamp()))
+                        lease_until=int(((lease_now or now) + self.lease).timestamp()))
         put = {"Put": {"TableName": self.table.name, "Item": item,
                        "ConditionExpression": "attribute_not_exists(pk)"}}
         failed = self._transact([put], quotas, suppression_key=item.get("addr_key"))
@@ -253,32 +279,61 @@ class Store:
         return _to_request(item) if item else None
 
     def due(self, now: datetime, *, page_size: int = 100) -> Iterator[tuple[str, str]]:
-        """Yield (request id, pending email key) of everything due at ``now``, oldest first."""
+        """Yield (request id, pending email key) of everything due at ``now``, oldest first.
+
+        An index entry that names no request or no pending key comes as (its item's
+        ``pk``, None), for the caller to quarantine.
+        """
         for item in self._query(
                 IndexName=DUE_INDEX, Limit=page_size,
                 KeyConditionExpression="due_part = :part AND due_at <= :now",
                 ExpressionAttributeValues={":part": DUE_PART, ":now": iso(now)}):
-            yield item["id"], item["next_key"]
+            pk, key = item.get("pk"), item.get("next_key")
+            if not (isinstance(pk, str) and pk.startswith("REQ#") and isinstance(key, str)):
+                yield str(pk), None
+                continue
+            yield pk.removeprefix("REQ#"), key
 
-    def claim(self, request_id: str, next_key: str, *, owner: str,
-              now: datetime) -> Request | None:
-        """Reserve one pending email for ``owner``; None when someone else has it."""
+    def claim(self, request_id: str, next_key: str, *, owner: str, now: datetime,
+              lease_now: datetime) -> Request | None:
+        """Reserve one pending email for ``owner``; None when someone else has it.
+
+        ``now`` (the run's event time) says whether it is due; ``lease_now`` (the wall
+        clock) whether an earlier lease has run out. Raises Unreadable, holding no lease,
+        when the item does not parse.
+        """
         try:
             item = self.table.update_item(
                 Key=_key(request_id),
                 UpdateExpression="SET lease_owner = :owner, lease_until = :until",
                 ConditionExpression=(
                     "next_key = :key AND due_at <= :now AND "
-                    "(attribute_not_exists(lease_until) OR lease_until < :now_ts)"),
+                    "(attribute_not_exists(lease_until) OR lease_until < :lease_now)"),
                 ExpressionAttributeValues={
-                    ":owner": owner, ":until": int((now + self.lease).timestamp()),
-                    ":key": next_key, ":now": iso(now), ":now_ts": int(now.timestamp())},
+                    ":owner": owner, ":until": int((lease_now + self.lease).timestamp()),
+                    ":key": next_key, ":now": iso(now),
+                    ":lease_now": int(lease_now.timestamp())},
                 ReturnValues="ALL_NEW")["Attributes"]
         except errors.ClientError as exc:
             if _is_condition_failure(exc):
                 return None
             raise StoreError("claim failed") from exc
         return _to_request(item)
+
+    def quarantine(self, key: str, *, now: datetime) -> bool:
+        """Take an unreadable item out of the due index, keeping it for a maintainer."""
+        try:
+            self.table.update_item(
+                Key={"pk": key},
+                UpdateExpression=("SET quarantined = :now "
+                                  "REMOVE due_part, lease_owner, lease_until"),
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":now": iso(now)})
+        except errors.ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise StoreError("quarantine failed") from exc
+        return True
 
     def record(self, request: Request, progress: Progress, *, owner: str, what: str,
                now: datetime) -> bool:
@@ -290,14 +345,24 @@ class Store:
             "lease_owner = :owner AND next_key = :key")
 
     def release(self, request: Request, *, owner: str, due_at: datetime | None = None,
-                failed_attempt: bool = True) -> bool:
-        """Give a claimed email back unsent, to be tried again when due."""
+                failed_at: datetime | None = None) -> bool:
+        """Give a claimed email back unsent, to be tried again when due.
+
+        ``failed_at``: the send failed then; counts an attempt and keeps the time of the
+        first failure in a row (``failing_since``), so giving up can be judged by time.
+        """
         fields = {"lease_owner": None, "lease_until": None}
         if due_at:
             fields["due_at"] = iso(due_at)
-        expression, names, values = _update(fields, "#att = #att + :inc")
+        extra = ["#att = if_not_exists(#att, :zero) + :inc"]
+        if failed_at:
+            extra.append("#since = if_not_exists(#since, :since)")
+        expression, names, values = _update(fields, *extra)
         names["#att"] = "attempts"
-        values.update({":inc": int(failed_attempt), ":owner": owner})
+        values.update({":inc": int(failed_at is not None), ":zero": 0, ":owner": owner})
+        if failed_at:
+            names["#since"] = "failing_since"
+            values[":since"] = iso(failed_at)
         return self._conditional_update(request.id, expression, names, values,
                                         "lease_owner = :owner")
 
@@ -309,6 +374,32 @@ class Store:
         values[":version"] = request.version
         return self._conditional_update(request.id, expression, names, values,
                                         "#ver = :version")
+
+    def stop(self, request_id: str, *, status: str, what: str, now: datetime) -> bool:
+        """End all further email for a request, whatever else changed since it was read.
+
+        Not conditional on the version: a stop must win every race (a mail provider's
+        one-click POST is never retried). It touches only what a stop changes, and drops
+        any job's lease, whose record is then refused. False when no email was pending.
+        """
+        try:
+            self.table.update_item(
+                Key=_key(request_id),
+                UpdateExpression=(
+                    "SET #st = :status, #exp = :expires, #hist = list_append(#hist, :event), "
+                    "#ver = #ver + :one REMOVE next_kind, next_key, due_at, due_part, "
+                    "lease_owner, lease_until, failing_since"),
+                ConditionExpression="attribute_exists(pk) AND attribute_exists(next_kind)",
+                ExpressionAttributeNames={"#st": "status", "#exp": "expires",
+                                          "#hist": "history", "#ver": "version"},
+                ExpressionAttributeValues={
+                    ":status": status, ":expires": int((now + CLOSED_TTL).timestamp()),
+                    ":event": [{"at": iso(now), "what": what}], ":one": 1})
+        except errors.ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise StoreError("stop failed") from exc
+        return True
 
     def delete(self, request_id: str) -> None:
         """Remove a request and everything it holds, now."""

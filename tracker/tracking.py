@@ -43,7 +43,8 @@ def submit(postman: Postman, request: Request, *, now: datetime,
         request = dataclasses.replace(
             request, progress=dataclasses.replace(request.progress, due_at=now))
     owner = uuid.uuid4().hex
-    if not postman.store.create(request, now=now, lease_owner=owner, quotas=quotas):
+    if not postman.store.create(request, now=now, lease_owner=owner,
+                                lease_now=postman.clock(), quotas=quotas):
         return False
     log.info("request created", extra={"request": request.id, "operator": request.operator})
     try:
@@ -57,30 +58,57 @@ def submit(postman: Postman, request: Request, *, now: datetime,
     return True
 
 
-def answer(postman: Postman, request: Request, reply: str, *, now: datetime) -> None:
-    """Record the traveller's answer; a line still active gets its escalation at once."""
+# Emails that ask the question (again): an answer stays "the same" until one goes out.
+QUESTIONS = (policy.CHECK, policy.REMINDER, policy.RECHECK)
+
+
+def repeats_last_answer(request: Request, reply: str) -> bool:
+    """Tell whether ``reply`` is the answer already given to the question now asked."""
+    for event in reversed(request.history):
+        kind, _, detail = event.what.partition(":")
+        if kind == "answer":
+            return detail == reply
+        if kind == "sent" and detail.split("-")[0] in QUESTIONS:
+            return False  # asked again since the last answer
+    return False
+
+
+def answer(postman: Postman, request: Request, reply: str, *, now: datetime) -> bool:
+    """Record the traveller's answer; a line still active gets its escalation at once.
+
+    The same answer to the same question (a double tap, a re-sent form) is recorded once
+    and sends nothing more: False then. Raises Conflict when the request changed since
+    it was read; read it again and call again.
+    """
+    if repeats_last_answer(request, reply):
+        log.info("repeated answer ignored", extra={"request": request.id})
+        return False
     progress = policy.after_answer(request.progress, reply, now=now)
     if not postman.store.save(request, progress, what=f"answer:{reply}", now=now):
         raise Conflict()
     if progress.next_kind == policy.ESCALATION:
         owner = uuid.uuid4().hex
-        claimed = postman.store.claim(request.id, progress.next_key, owner=owner, now=now)
-        if claimed:
-            try:
+        try:
+            claimed = postman.store.claim(request.id, progress.next_key, owner=owner,
+                                          now=now, lease_now=postman.clock())
+            if claimed:
                 deliver(postman, claimed, owner=owner, now=now)
-            except (ThrottledError, StoreError) as exc:
-                # The answer is recorded and the escalation due: the job sends it.
-                log.warning("escalation left to the job: %s", type(exc).__name__,
-                            extra={"request": request.id})
+        except (ThrottledError, StoreError) as exc:
+            # The answer is recorded and the escalation due: the job sends it. No error
+            # page now: pressing again would only repeat the answer.
+            log.warning("escalation left to the job: %s", type(exc).__name__,
+                        extra={"request": request.id})
+    return True
 
 
 def stop_emails(postman: Postman, request: Request, *, now: datetime, why: str) -> bool:
-    """End all further email for this request; True if it was still sending."""
+    """End all further email for this request; True if it was still sending.
+
+    Wins any race with a job or another page (see Store.stop): never a Conflict.
+    """
     if request.progress.closed:
         return False
-    if not postman.store.save(request, policy.stopped(request.progress), what=why, now=now):
-        raise Conflict()
-    return True
+    return postman.store.stop(request.id, status=policy.STOPPED, what=why, now=now)
 
 
 def send_fresh_links(postman: Postman, request_id: str, *,

@@ -165,8 +165,9 @@ def check(token: str):
 
 
 def _answer(found: Request, reply: str) -> None:
-    """Record the answer; if the job wrote meanwhile, read again and retry once."""
-    for _ in range(2):
+    """Record the answer; if the job (or another tap) wrote meanwhile, read again and
+    retry: a repeat of the answer just recorded is then recognised and changes nothing."""
+    for _ in range(3):
         if found is None or found.progress.status not in policy.ANSWERABLE:
             return
         try:
@@ -313,16 +314,13 @@ def _manage_again(found: Request, token: str):
 
 
 def _stop(found: Request, why: str) -> None:
-    try:
-        tracking.stop_emails(_postman(), found, now=_now(), why=why)
-    except tracking.Conflict:
-        abort(409)
+    tracking.stop_emails(_postman(), found, now=_now(), why=why)
 
 
 def _page_context(found: Request, token: str) -> dict:
     """What every page about one request shows."""
     postman = _postman()
-    operator = operators.get(found.operator)
+    operator = operators.for_request(found.operator)
     rules = postman.rules_for(found.operator)
     tz = i18n.ZoneInfo(found.timezone)
     lang = _lang()
