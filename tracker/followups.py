@@ -89,7 +89,7 @@ def deliver(postman: Postman, request: Request, *, owner: str, now: datetime,
         return "retry"
     rules = postman.rules_for(request.operator)
     after = policy.after_sent(progress, now=now, requested_on=request.requested_on,
-                              rules=rules, tz=tz)
+                              rules=rules, tz=tz, plan_ends_on=request.plan_ends_on)
     if not postman.store.record(request, after, owner=owner, what=f"sent:{key}", now=now):
         # The traveller answered (or stopped emails) while we sent: their change stands.
         log.warning("request changed while sending", extra=context)

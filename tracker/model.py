@@ -13,7 +13,7 @@ class Event:
     """One line of a request's timeline."""
 
     at: datetime
-    what: str  # submitted, sent:check, answer:cancelled, stopped, failed:check …
+    what: str  # submitted, sent:check, answer:cancelled:bill+written, asked, stopped …
 
 
 @dataclass(frozen=True)
@@ -33,3 +33,7 @@ class Request:
     history: tuple[Event, ...] = ()
     version: int = 0
     attempts: int = 0
+    # What a "cancelled" answer rests on (policy.EVIDENCE), recorded with the answer.
+    evidence: tuple[str, ...] = ()
+    # A reseller eSIM's plan end date, for its one reminder to delete the profile.
+    plan_ends_on: date | None = None

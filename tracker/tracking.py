@@ -10,6 +10,7 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from tracker import policy
 from tracker.followups import Postman, deliver
@@ -57,10 +58,20 @@ def submit(postman: Postman, request: Request, *, now: datetime,
     return True
 
 
-def answer(postman: Postman, request: Request, reply: str, *, now: datetime) -> None:
-    """Record the traveller's answer; a line still active gets its escalation at once."""
-    progress = policy.after_answer(request.progress, reply, now=now)
-    if not postman.store.save(request, progress, what=f"answer:{reply}", now=now):
+def answer(postman: Postman, request: Request, reply: str, *, now: datetime,
+           evidence: Sequence[str] = ()) -> None:
+    """Record the traveller's answer; a line still active gets its escalation at once.
+
+    ``evidence`` (policy.EVIDENCE values) says what a "cancelled" answer rests on; it is
+    kept on the request and in the timeline entry (``answer:cancelled:bill+written``).
+    """
+    progress = policy.after_answer(request.progress, reply, now=now,
+                                   rules=postman.rules_for(request.operator),
+                                   tz=ZoneInfo(request.timezone))
+    evidence = sorted(set(evidence) & set(policy.EVIDENCE)) if reply == "cancelled" else []
+    what = f"answer:{reply}" + (f":{'+'.join(evidence)}" if evidence else "")
+    if not postman.store.save(request, progress, what=what, now=now,
+                              extra={"evidence": evidence} if evidence else None):
         raise Conflict()
     if progress.next_kind == policy.ESCALATION:
         owner = uuid.uuid4().hex
@@ -72,6 +83,17 @@ def answer(postman: Postman, request: Request, reply: str, *, now: datetime) -> 
                 # The answer is recorded and the escalation due: the job sends it.
                 log.warning("escalation left to the job: %s", type(exc).__name__,
                             extra={"request": request.id})
+
+
+def asked(postman: Postman, request: Request, *, now: datetime) -> None:
+    """A not_yet traveller has now asked the operator: start the check timer from today."""
+    asked_on = now.astimezone(policy.BAKU).date()
+    progress = policy.after_asked(request.progress, now=now, asked_on=asked_on,
+                                  rules=postman.rules_for(request.operator),
+                                  tz=ZoneInfo(request.timezone))
+    if not postman.store.save(request, progress, what="asked", now=now,
+                              extra={"requested_on": asked_on.isoformat()}):
+        raise Conflict()
 
 
 def stop_emails(postman: Postman, request: Request, *, now: datetime, why: str) -> bool:
