@@ -177,7 +177,7 @@ def test_language_buttons_on_the_form_keep_what_was_typed_unchecked(client, tabl
     response = client.post("/?lang=en", data=data)
     page = response.get_data(as_text=True)
     assert response.status_code == 200 and page_lang(page) == "ru"
-    assert h1(page) == "Отследите отключение eSIM"
+    assert h1(page) == "Отследите закрытие номера eSIM"
     assert field_value(page, "email") == "traveller@example.com"
     assert field_value(page, "phone") == "12345"  # kept, though not a valid number
     assert field_value(page, "requested_on") == "2026-09-10"
