@@ -213,3 +213,58 @@ def test_the_office_contact_is_not_a_label_with_nothing_after_it(client):
     office = re.search(r"<li>An Azercell customer-service office, with your passport(.{0,3})",
                        page).group(1)
     assert not office.startswith(":")
+
+
+# ------------------------------------------------------------------ every new email, every language
+
+NEW_EMAILS = {
+    # template: (status, pending kind, operator, a sentence of its body)
+    "howto": (policy.NOT_ASKED, policy.RECEIPT, "azercell",
+              "You have not asked %(operator)s yet, so we are not tracking anything. "
+              "Here is how to ask."),
+    "reseller": (policy.GUIDED, policy.RECEIPT, "reseller",
+                 "The plan ends by itself when its days or data run out."),
+    "nudge": (policy.NOT_ASKED, policy.NUDGE, "bakcell",
+              "You asked us how to terminate your %(operator)s number. Have you asked them "
+              "yet? Until you do, the number stays yours and can be charged."),
+    "ask_again": (policy.OPEN, policy.ASK_AGAIN, "nar",
+                  "Last time you were not sure. The strongest evidence is the operator's "
+                  "written confirmation; here is what counts:"),
+    "delete_profile": (policy.GUIDED, policy.DELETE_PROFILE, "reseller",
+                       "Your reseller eSIM plan ends today. Once you no longer need it, "
+                       "delete its profile, and only this one:"),
+}
+
+
+@pytest.mark.parametrize("lang", i18n.LANGUAGES)
+@pytest.mark.parametrize("template", list(NEW_EMAILS))
+def test_every_new_email_speaks_the_requests_language(app, template, lang):
+    from tests.browser.tour import catalog
+    from tracker import emails
+    from tracker.model import Request
+
+    status, kind, operator, body = NEW_EMAILS[template]
+    request = Request(
+        id="r1", email="traveller@example.com", operator=operator,
+        phone_last4="" if operator == "reseller" else "4567",
+        channel="none" if operator == "reseller" else "not_yet",
+        requested_on=date(2026, 9, 14), timezone="Asia/Baku", lang=lang,
+        created_at=datetime(2026, 9, 14, 8, tzinfo=UTC), plan_ends_on=date(2026, 10, 2),
+        progress=Progress(status=status, next_kind=kind))
+    with app.test_request_context("/?lang=en"):
+        assert emails.template_for(request) == template
+        message = emails.compose(request)
+    t = catalog(lang).gettext
+    name = {"reseller": ""}.get(operator, operator.capitalize())
+    sentence = t(body) % {"operator": name} if "%(operator)s" in body else t(body)
+    assert message.subject == t(str(emails.SUBJECTS[template]))
+    assert sentence in message.text and html.escape(sentence, quote=False) in message.html
+    assert "You asked" not in message.text or lang != "en" or template != "howto"
+    if lang != "en":
+        assert body.split(".")[0] not in message.text
+
+
+def test_the_check_page_says_unconfirmed_once(client, runner, outbox):
+    page = client.get(checked(client, runner, outbox)).get_data(as_text=True)
+    for section in re.split(r"<h2|<footer", page):
+        assert section.count("Unconfirmed") <= 1
