@@ -268,3 +268,14 @@ def test_the_check_page_says_unconfirmed_once(client, runner, outbox):
     page = client.get(checked(client, runner, outbox)).get_data(as_text=True)
     for section in re.split(r"<h2|<footer", page):
         assert section.count("Unconfirmed") <= 1
+
+
+def test_a_bakcell_traveller_told_whom_to_contact_also_reads_that_calling_fails_abroad(
+        client, runner, outbox, clock):
+    check_path = checked(client, runner, outbox, operator="bakcell", phone="055 123 45 67")
+    clock.now = datetime(2026, 9, 18, 6, tzinfo=UTC)
+    post_answer(client, check_path, "still_active")
+    escalation = outbox()[-1]["text"]
+    assert "Already left Azerbaijan?" in escalation and "cannot call 555" in escalation
+    page = client.get(check_path).get_data(as_text=True)
+    assert 'id="abroad-title"' in page and "cannot call 555" in page
