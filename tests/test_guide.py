@@ -136,7 +136,7 @@ def test_the_written_request_is_drafted_in_azerbaijani_and_english_and_never_sto
     drafted = client.post("/write/azercell?lang=en", data={
         "csrf_token": token, "phone": "050 123 45 67", "full_name": "Li Wei"})
     text = html.unescape(drafted.get_data(as_text=True))
-    assert drafted.status_code == 200
+    assert drafted.status_code == 200 and drafted.headers["Cache-Control"] == "no-store"
     assert "həmişəlik ləğv" in text and "terminate the number +994 50 123 45 67 permanently" in text
     assert "mailto:customercare@azercell.com?subject=" in text and "Li Wei" in text
     assert table.scan()["Items"] == before
@@ -281,3 +281,12 @@ def test_a_bakcell_traveller_told_whom_to_contact_also_reads_that_calling_fails_
     assert "Already left Azerbaijan?" in escalation and "cannot call 555" in escalation
     page = client.get(check_path).get_data(as_text=True)
     assert 'id="abroad-title"' in page and "cannot call 555" in page
+
+
+def test_the_written_request_page_explains_a_bad_number_in_the_page_language(client, table):
+    token = csrf_token(client, "/write/azercell?lang=ru")
+    page = client.post("/write/azercell?lang=ru", data={
+        "csrf_token": token, "phone": "12345", "full_name": ""})
+    text = page.get_data(as_text=True)
+    assert page.status_code == 400 and "Введите имя так, как оно написано в паспорте." in text
+    assert stored_requests(table) == []

@@ -181,6 +181,9 @@ def write(code: str):
             return render_template("write.html", operator=operator, form=form), 400
         draft = written_request(operator, form.national_number, form.full_name.data.strip(),
                                 today=_now().astimezone(policy.BAKU).date())
+        # The answer holds the full number and the name: no cache may keep a copy.
+        return render_template("write.html", operator=operator, form=form, draft=draft), 200, {
+            "Cache-Control": "no-store"}
     return render_template("write.html", operator=operator, form=form, draft=draft)
 
 
