@@ -22,7 +22,11 @@ FOLLOWUP_DEFAULTS = dict(
     processing_days=3, reminder_gap_days=2, max_reminders=2, recheck_gap_days=2, max_rechecks=3
 )
 REQUIRED_KEYS = ("code", "name", "website", "contacts", "termination", "escalation")
-OPTIONAL_KEYS = ("documents", "caveats", "prefixes", "processing", "followup")
+OPTIONAL_KEYS = ("documents", "caveats", "prefixes", "processing", "followup", "balance",
+                 "abroad", "written")
+# A data-only eSIM bought from a reseller app: no Azerbaijani number, nothing to cancel
+# with an operator. Not a file: it has no contacts, steps or sources of its own.
+RESELLER = "reseller"
 
 
 class OperatorDataError(ValueError):
@@ -97,6 +101,16 @@ class Operator:
     processing_days: int
     processing_checked: bool
     followup: dict[str, int]
+    # How to see the balance or new charges, what works from abroad, and the contacts
+    # (email addresses) a written termination request goes to; all may be empty.
+    balance: tuple[Fact, ...] = ()
+    abroad: tuple[Fact, ...] = ()
+    written: tuple[Contact, ...] = ()
+    prefixes_sourced: tuple[Fact, ...] = ()
+
+    @property
+    def is_reseller(self) -> bool:
+        return self.code == RESELLER
 
     def steps_for(self, channel: str) -> Channel | None:
         """Return how to cancel through `channel`, or None ("not_yet", or not described)."""
@@ -180,10 +194,16 @@ def _positive(value, where: str, minimum: int = 1) -> int:
 
 def _policy(raw: dict) -> dict:
     """Validate the prefix hint and the follow-up numbers (defaults where the file is silent)."""
-    prefixes = raw.get("prefixes", {"numbers": [], "checked": False})
+    prefixes = dict(raw.get("prefixes", {"numbers": [], "checked": False}))
+    sourced = prefixes.pop("sourced", [])
     numbers = tuple(prefixes.get("numbers", []))
     if not all(isinstance(p, str) and re.fullmatch(r"\d{2}", p) for p in numbers):
         raise OperatorDataError("prefixes: numbers must be two-digit strings")
+    # Prefixes a source names, each with its page: [[prefixes.sourced]] numbers, text, source.
+    for i, entry in enumerate(sourced):
+        if not set(entry.get("numbers", [])) <= set(numbers) or not entry.get("numbers"):
+            raise OperatorDataError(f"prefixes.sourced[{i}]: numbers must be in prefixes")
+        _source(entry, f"prefixes.sourced[{i}]")
     processing = raw.get("processing", {"days": 3, "checked": False})
     followup = dict(FOLLOWUP_DEFAULTS, processing_days=processing.get("days"))
     for key, value in raw.get("followup", {}).items():
@@ -195,6 +215,7 @@ def _policy(raw: dict) -> dict:
     return dict(
         prefixes=numbers,
         prefixes_checked=_source(prefixes, "prefixes")["source"] is not None,
+        prefixes_sourced=tuple(_fact(e, f"prefixes.sourced[{i}]") for i, e in enumerate(sourced)),
         processing_days=followup["processing_days"],
         processing_checked=_source(processing, "processing")["source"] is not None,
         followup=followup,
@@ -235,8 +256,20 @@ def _operator(path: pathlib.Path, raw: dict) -> Operator:
         ),
         caveats=tuple(_fact(c, f"caveats[{i}]") for i, c in enumerate(raw.get("caveats", []))),
         escalation=escalation,
+        balance=tuple(_fact(b, f"balance[{i}]") for i, b in enumerate(raw.get("balance", []))),
+        abroad=tuple(_fact(a, f"abroad[{i}]") for i, a in enumerate(raw.get("abroad", []))),
+        written=tuple(_written(r, contacts, f"written[{i}]")
+                      for i, r in enumerate(raw.get("written", []))),
         **_policy(raw),
     )
+
+
+def _written(ref: str, contacts: tuple[Contact, ...], where: str) -> Contact:
+    """A written request goes only to a sourced email address among the contacts."""
+    contact = _resolve(ref, contacts, where)
+    if contact.kind != "email" or not contact.checked:
+        raise OperatorDataError(f"{where}: {ref!r} must be a sourced email contact")
+    return contact
 
 
 def load(directory: pathlib.Path) -> dict[str, Operator]:
@@ -260,9 +293,16 @@ def load(directory: pathlib.Path) -> dict[str, Operator]:
 OPERATORS: dict[str, Operator] = load(pathlib.Path(__file__).parent)
 
 
+RESELLER_OPERATOR = Operator(
+    code=RESELLER, name="eSIM", website=Website(url=""), contacts=(), termination={},
+    documents=(), caveats=(), escalation=(), prefixes=(), prefixes_checked=False,
+    processing_days=FOLLOWUP_DEFAULTS["processing_days"], processing_checked=False,
+    followup=dict(FOLLOWUP_DEFAULTS))
+
+
 def get(code: str) -> Operator:
-    """Return the operator with this code; KeyError if there is none."""
-    return OPERATORS[code]
+    """Return the operator with this code (or the reseller stand-in); KeyError if none."""
+    return RESELLER_OPERATOR if code == RESELLER else OPERATORS[code]
 
 
 # Shown for a stored request whose operator file has since been removed (an operator that
@@ -291,6 +331,8 @@ def retired(code: str) -> Operator:
 
 def for_request(code: str) -> Operator:
     """The operator of a stored request, or a retired stand-in if its file is gone."""
+    if code == RESELLER:
+        return RESELLER_OPERATOR
     return OPERATORS.get(code) or retired(code)
 
 

@@ -21,7 +21,7 @@ BAD_INPUTS = [
     ("phone", "+994 12 345 67 89", "Enter an Azerbaijani mobile number"),  # a Baku landline
     ("phone", "call me", "Enter an Azerbaijani mobile number"),
     ("channel", None, "Choose how you asked."),
-    ("channel", "fax", "Not a valid choice."),
+    ("channel", "fax", "Choose how you asked."),
     ("requested_on", "2026-09-15", "This date is in the future."),
     ("requested_on", "2026-07-15", "more than 60 days ago"),
     ("requested_on", "2026-13-45", "Not a valid date value."),
@@ -121,9 +121,12 @@ def test_matching_prefix_gives_no_hint(client):
 def test_confirmation_page_shows_the_operators_steps_for_the_channel(client, channel, expected):
     page = client.get(submit(client, channel=channel).headers["Location"]).get_data(as_text=True)
     assert expected in page
-    assert "Erase downloaded SIMs" in page and "refund" in page and "Back up" in page
-    # The first check email's date and local time (Mon 14 Sep -> Fri 18 Sep, 09:00 Baku).
-    assert "Friday, September 18, 2026, 9:00" in page
+    assert "Erase downloaded SIMs" in page and "refund" in page
+    assert "another number" in page and "Back up" not in page  # codes cannot be backed up
+    if channel == "not_yet":  # nothing asked yet: no check date until they say they asked
+        assert "start tracking" in page and "September 18" not in page
+    else:  # the first check email's date and time (Mon 14 Sep -> Fri 18 Sep, 09:00 Baku)
+        assert "Friday, September 18, 2026, 9:00" in page
 
 
 def test_confirmation_page_never_gives_the_police_number_as_bakcell(client):

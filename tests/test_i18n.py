@@ -177,7 +177,7 @@ def test_language_buttons_on_the_form_keep_what_was_typed_unchecked(client, tabl
     response = client.post("/?lang=en", data=data)
     page = response.get_data(as_text=True)
     assert response.status_code == 200 and page_lang(page) == "ru"
-    assert h1(page) == "Отследите отключение eSIM"
+    assert h1(page) == "Отследите закрытие номера eSIM"
     assert field_value(page, "email") == "traveller@example.com"
     assert field_value(page, "phone") == "12345"  # kept, though not a valid number
     assert field_value(page, "requested_on") == "2026-09-10"
@@ -452,9 +452,11 @@ def test_operator_facts_keep_their_sources_in_every_language(client, code):
         assert page_lang(text) == lang
         for fact in operator.caveats + operator.documents:
             assert fact.t(lang) in text, (code, lang)
-        unconfirmed = catalog(lang).gettext("unconfirmed: check with your operator")
-        markers = re.findall(r'<span class="unchecked">\((.*?)\)</span>', text)
-        assert markers and set(markers) == {unconfirmed}, (code, lang)
+        # Each unconfirmed fact keeps a visible mark; its section explains it once.
+        unconfirmed = catalog(lang).gettext(
+            "† Unconfirmed: we found no source for this. Check it with your operator.")
+        markers = re.findall(r'<span class="unchecked">(.*?)</span>', text)
+        assert markers and set(markers) == {"†"} and unconfirmed in text, (code, lang)
         shown[lang] = (sources_on(text), len(markers))
     assert shown["en"][0], "the page cites no source at all"
     assert all(found == shown["en"] for found in shown.values()), shown

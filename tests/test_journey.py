@@ -34,7 +34,7 @@ def test_journey_to_verified(client, runner, outbox, table):
     check_path = local_path(link(check, "/check/"))
 
     page = client.get(check_path).get_data(as_text=True)
-    assert "invalid SIM" in page and "no new charges" in page
+    assert "SIM not valid" in page and "No new charges" in page and "proves nothing" in page
     assert len(outbox()) == 2  # GET changed nothing and sent nothing
 
     response = answer(client, check_path, "cancelled")

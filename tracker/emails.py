@@ -11,12 +11,21 @@ from tracker import i18n, policy, tokens
 from tracker.mail import Message
 from tracker.model import Request
 
+# Templates that stand in for the receipt: no request was made (not_yet), or there is
+# nothing to ask an operator for (a reseller eSIM).
+HOWTO, RESELLER = "howto", "reseller"
+
 SUBJECTS = {
     policy.RECEIPT: _l("We are tracking your eSIM cancellation"),
     policy.CHECK: _l("Is your eSIM line really cancelled? Please check"),
     policy.REMINDER: _l("Reminder: please check your eSIM cancellation"),
     policy.ESCALATION: _l("Your eSIM line is still active: who to contact"),
     policy.RECHECK: _l("Please check your eSIM line again"),
+    policy.ASK_AGAIN: _l("Is your eSIM number terminated now? Please check again"),
+    policy.NUDGE: _l("Reminder: ask the operator to terminate your eSIM number"),
+    policy.DELETE_PROFILE: _l("Your eSIM plan ends today: delete the profile"),
+    HOWTO: _l("How to ask the operator to terminate your eSIM number"),
+    RESELLER: _l("Your reseller eSIM: what to do"),
 }
 
 
@@ -34,19 +43,36 @@ def links(request: Request) -> dict[str, str]:
     def link(endpoint: str, purpose: str) -> str:
         return external_url(endpoint, token=tokens.make(secret, purpose, request.id), lang=lang)
 
-    return {"check": link("web.check", "check"), "manage": link("web.manage", "manage"),
+    urls = {"check": link("web.check", "check"), "manage": link("web.manage", "manage"),
             "unsubscribe": link("web.unsubscribe", "unsubscribe")}
+    operator = operators.for_request(request.operator)
+    if operator.written:
+        urls["write"] = external_url("web.write", code=operator.code, lang=lang)
+    return urls
+
+
+def template_for(request: Request) -> str:
+    """Which email the pending one is: the receipt becomes the steps or the reseller's."""
+    kind = request.progress.next_kind
+    if kind == policy.RECEIPT and request.progress.status == policy.NOT_ASKED:
+        return HOWTO  # never "you asked": they have not
+    if kind == policy.RECEIPT and request.progress.status == policy.GUIDED:
+        return RESELLER
+    return kind
 
 
 def compose(request: Request) -> Message:
     """Render the request's pending email in its language."""
-    kind = request.progress.next_kind
+    template = template_for(request)
     operator = operators.for_request(request.operator)
     rules = current_app.extensions["tracker"].rules_for(request.operator)
     first_check = policy.first_check_due(request.requested_on, rules,
                                          i18n.ZoneInfo(request.timezone))
-    return _render(kind, request, SUBJECTS[kind], channel=operator.steps_for(request.channel),
+    return _render(template, request, SUBJECTS[template],
+                   channel=operator.steps_for(request.channel),
                    first_check=i18n.format_moment(first_check, request.timezone, request.lang),
+                   plan_ends=(i18n.format_day(request.plan_ends_on, request.lang)
+                              if request.plan_ends_on else None),
                    rechecks_left=rules.max_rechecks - request.progress.rechecks)
 
 

@@ -110,7 +110,7 @@ def deliver(postman: Postman, request: Request, *, owner: str, now: datetime,
         return _retry_later(postman, request, exc, owner=owner, now=now)
     rules = postman.rules_for(request.operator)
     after = policy.after_sent(progress, now=now, requested_on=request.requested_on,
-                              rules=rules, tz=tz)
+                              rules=rules, tz=tz, plan_ends_on=request.plan_ends_on)
     if not postman.store.record(request, after, owner=owner, what=f"sent:{key}", now=now):
         # The traveller answered (or stopped emails) while we sent: their change stands.
         log.warning("request changed while sending", extra=context)

@@ -29,6 +29,9 @@ import operators
 from tracker import config, i18n, policy
 
 MAX_AGE_DAYS = 60
+MAX_PLAN_DAYS = 366
+RESELLER_CHOICE = _l("A data-only eSIM from a reseller app (Airalo, Holafly and the like): "
+                     "no Azerbaijani number")
 CHANNELS = [
     SelectChoice("call", _l("I called the operator")),
     SelectChoice("sms", _l("I sent an SMS")),
@@ -124,10 +127,13 @@ class RequestForm(FlaskForm):
         DataRequired(_l("Enter your email address.")), Length(max=254)])
     operator = RadioField(_l("Which operator issued the eSIM?"), validators=[
         InputRequired(_l("Choose the operator."))])
-    phone = TelField(_l("The eSIM's phone number"), validators=[
-        DataRequired(_l("Enter the eSIM's phone number.")), Length(max=40)])
+    # Neither is asked of a reseller eSIM (no Azerbaijani number, no operator to ask):
+    # validate_phone and validate_channel require them for everyone else.
+    phone = TelField(_l("The eSIM's phone number"), validators=[Length(max=40)])
     channel = RadioField(_l("How did you ask the operator to cancel?"), choices=CHANNELS,
-                         validators=[InputRequired(_l("Choose how you asked."))])
+                         validate_choice=False)
+    plan_ends_on = DateField(_l("When does the plan end? (reseller eSIM only, optional)"),
+                             validators=[Optional()])
     requested_on = DateField(_l("When did you ask?"), validators=[Optional()])
     timezone = HiddenField(default="Asia/Baku")
     consent = BooleanField(
@@ -143,7 +149,8 @@ class RequestForm(FlaskForm):
         super().__init__(*args, **kwargs)
         self.now = now
         self.operator.choices = [
-            SelectChoice(op.code, op.name) for op in operators.OPERATORS.values()]
+            SelectChoice(op.code, op.name) for op in operators.OPERATORS.values()] + [
+            SelectChoice(operators.RESELLER, RESELLER_CHOICE)]
         # One id per filled-in form: a double click or a re-post stores one request.
         self.submission_key = read_submission_id(self.submission_id.data)
         if self.submission_key is None:
@@ -168,13 +175,37 @@ class RequestForm(FlaskForm):
         except ValueError as exc:
             raise ValidationError(_l("Enter an email address like name@example.com.")) from exc
 
+    @property
+    def is_reseller(self) -> bool:
+        return self.operator.data == operators.RESELLER
+
     def validate_phone(self, field):
+        if self.is_reseller:
+            self.national_number = ""  # not asked for, and never stored
+            return
+        if not (field.data or "").strip():
+            raise ValidationError(_l("Enter the eSIM's phone number."))
         try:
             self.national_number = parse_az_mobile(field.data or "")
         except ValueError as exc:
             raise ValidationError(_l(
                 "Enter an Azerbaijani mobile number, like +994 50 123 45 67 or "
                 "050 123 45 67.")) from exc
+
+    def validate_channel(self, field):
+        if self.is_reseller:
+            field.data = "none"  # nobody to ask: the plan ends by itself
+        elif field.data not in {choice.value for choice in CHANNELS}:
+            raise ValidationError(_l("Choose how you asked."))
+
+    def validate_plan_ends_on(self, field):
+        if field.data is None or not self.is_reseller:
+            field.data = None
+            return
+        today = today_in_baku(self.now)
+        if not today <= field.data <= today + timedelta(days=MAX_PLAN_DAYS):
+            raise ValidationError(_l(
+                "Enter a day from today to a year ahead, or leave it empty."))
 
     def validate_requested_on(self, field):
         if field.data is None:
@@ -206,9 +237,33 @@ class RequestForm(FlaskForm):
         a way to the first.
         """
         content = [self.normalised_email, self.operator.data, self.national_number,
-                   self.channel.data, self.asked_on.isoformat(), self.zone]
+                   self.channel.data, self.asked_on.isoformat(), self.zone,
+                   str(self.plan_ends_on.data or "")]
         return f"{self.submission_key}\0{json.dumps(content)}"
 
     @property
     def asked_on(self) -> date:
         return self.requested_on.data or today_in_baku(self.now)
+
+
+class WrittenRequestForm(FlaskForm):
+    """What the written-request page needs to draft the letter; none of it is stored."""
+
+    Meta = i18n.FormMeta
+
+    phone = TelField(_l("The eSIM's full phone number"), validators=[Length(max=40)])
+    full_name = StringField(_l("Your name, as in your passport"), validators=[
+        DataRequired(_l("Enter your name as it is written in your passport.")),
+        Length(max=100)])
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.national_number = None
+
+    def validate_phone(self, field):
+        try:
+            self.national_number = parse_az_mobile(field.data or "")
+        except ValueError as exc:
+            raise ValidationError(_l(
+                "Enter an Azerbaijani mobile number, like +994 50 123 45 67 or "
+                "050 123 45 67.")) from exc

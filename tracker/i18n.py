@@ -58,6 +58,10 @@ def babel_locale(lang: str) -> str:
     return {"zh": "zh_Hans_CN"}.get(lang, lang)
 
 
+_NO_REGION = frozenset({"UTC", "UCT", "GMT", "GMT0", "GMT+0", "GMT-0", "Greenwich",
+                        "Universal", "Zulu"})
+
+
 def format_moment(moment: datetime, tz: str, lang: str) -> str:
     """A date, weekday and local time with the zone's name, as a reader of ``lang`` writes them."""
     from babel import Locale
@@ -70,6 +74,10 @@ def format_moment(moment: datetime, tz: str, lang: str) -> str:
         format_time(local, "short", tzinfo=zone, locale=locale),
         format_date(local.date(), "full", locale=locale))
     zone_name = get_timezone_name(zone, locale=locale)
+    if zone.key.removeprefix("Etc/") in _NO_REGION or zone.key.startswith("Etc/"):
+        # Babel knows no place for these and says "Unknown Region (UTC) Time".
+        offset = local.utcoffset()
+        zone_name = "UTC" if not offset else "UTC" + local.strftime("%z")[:3]
     return f"{joined}（{zone_name}）" if lang == "zh" else f"{joined} ({zone_name})"
 
 

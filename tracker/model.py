@@ -13,7 +13,7 @@ class Event:
     """One line of a request's timeline."""
 
     at: datetime
-    what: str  # submitted, sent:check, answer:cancelled, stopped, failed:check …
+    what: str  # submitted, sent:check, answer:cancelled:bill+written, asked, stopped …
 
 
 @dataclass(frozen=True)
@@ -37,3 +37,7 @@ class Request:
     lease_until: datetime | None = None
     # When (event time) its pending email first failed to send, while it keeps failing.
     failing_since: datetime | None = None
+    # What a "cancelled" answer rests on (policy.EVIDENCE), recorded with the answer.
+    evidence: tuple[str, ...] = ()
+    # A reseller eSIM's plan end date, for its one reminder to delete the profile.
+    plan_ends_on: date | None = None

@@ -18,15 +18,23 @@ DAY_START, DAY_END = time(9, 0), time(20, 0)
 CLOSED_TTL = timedelta(days=90)
 OVERRIDES_FILE = Path(__file__).with_name("workdays.toml")
 
-# Statuses. "open" and "no_answer" still accept an answer; the rest are final.
+# Statuses. "open" and "no_answer" still accept an answer; "not_asked" (channel not_yet)
+# waits for the traveller to say they have asked; "guided" (a reseller eSIM) has nothing
+# to verify; the rest are final.
 OPEN, NO_ANSWER, VERIFIED, ESCALATED, STOPPED, FAILED = (
     "open", "no_answer", "verified", "escalated", "stopped", "failed")
+NOT_ASKED, GUIDED = "not_asked", "guided"
 ANSWERABLE = frozenset({OPEN, NO_ANSWER})
-ANSWERS = ("cancelled", "still_active")
+ANSWERS = ("cancelled", "still_active", "not_sure")
+# What a "cancelled" answer may rest on, strongest first (the check page's checkboxes).
+EVIDENCE = ("written", "call", "phone", "bill")
 
-# Email kinds, in the order a traveller may meet them.
+# Email kinds, in the order a traveller may meet them. ASK_AGAIN follows a "not_sure"
+# answer; NUDGE reminds a not_yet traveller to ask; DELETE_PROFILE is a reseller's one
+# reminder on the plan's end date.
 RECEIPT, CHECK, REMINDER, ESCALATION, RECHECK = (
     "receipt", "check", "reminder", "escalation", "recheck")
+ASK_AGAIN, NUDGE, DELETE_PROFILE = "ask_again", "nudge", "delete_profile"
 
 
 @dataclass(frozen=True)
@@ -66,11 +74,22 @@ class Progress:
             return f"escalation-{self.escalations}"
         if self.next_kind == RECHECK:
             return f"recheck-{self.rechecks + 1}"
+        if self.next_kind == ASK_AGAIN:
+            return f"ask_again-{self.rechecks}-{self.reminders}"
         return self.next_kind
 
     @property
     def closed(self) -> bool:
         return self.next_kind is None
+
+
+def initial(channel: str, operator: str) -> Progress:
+    """Where a new request starts: only a real request to the operator awaits a check."""
+    if channel == "not_yet":
+        return Progress(status=NOT_ASKED)
+    if operator == "reseller":
+        return Progress(status=GUIDED)
+    return Progress()
 
 
 @functools.cache
@@ -142,9 +161,22 @@ def working_days_later(now: datetime, count: int, tz: ZoneInfo) -> datetime:
 
 
 def after_sent(progress: Progress, *, now: datetime, requested_on: date, rules: Rules,
-               tz: ZoneInfo) -> Progress:
+               tz: ZoneInfo, plan_ends_on: date | None = None) -> Progress:
     """What the request waits for once its pending email has gone out."""
     kind = progress.next_kind
+    if kind == RECEIPT and progress.status == NOT_ASKED:
+        # No request yet: remind them to ask on the next working day, then wait for them.
+        return dataclasses.replace(progress, next_kind=NUDGE,
+                                   due_at=working_days_later(now, 1, tz))
+    if kind == RECEIPT and progress.status == GUIDED:
+        if plan_ends_on is None:
+            return dataclasses.replace(progress, next_kind=None, due_at=None)
+        due = max(daytime(datetime.combine(plan_ends_on, time(0), tz), tz), now)
+        return dataclasses.replace(progress, next_kind=DELETE_PROFILE, due_at=due)
+    if kind in (NUDGE, DELETE_PROFILE):
+        return dataclasses.replace(progress, next_kind=None, due_at=None)
+    if kind == ASK_AGAIN:
+        return _await_answer(progress, now, rules, tz)
     if kind == RECEIPT:
         due = max(first_check_due(requested_on, rules, tz), now)
         return dataclasses.replace(progress, next_kind=CHECK, due_at=due)
@@ -171,16 +203,36 @@ def _await_answer(progress: Progress, now: datetime, rules: Rules, tz: ZoneInfo)
     return dataclasses.replace(progress, status=OPEN, next_kind=REMINDER, due_at=due)
 
 
-def after_answer(progress: Progress, answer: str, *, now: datetime) -> Progress:
-    """Apply the traveller's answer; escalation contacts go out at once."""
+def after_answer(progress: Progress, answer: str, *, now: datetime,
+                 rules: Rules = Rules(), tz: ZoneInfo = BAKU) -> Progress:
+    """Apply the traveller's answer; escalation contacts go out at once.
+
+    "not_sure" asks again ``reminder_gap_days`` later; each ask counts as a reminder,
+    so a round holds at most ``max_reminders`` of them, whatever their mix.
+    """
     if answer not in ANSWERS:
         raise ValueError(f"unknown answer {answer!r}")
     if progress.status not in ANSWERABLE:
         raise ValueError(f"request is {progress.status}, it takes no answer")
     if answer == "cancelled":
         return dataclasses.replace(progress, status=VERIFIED, next_kind=None, due_at=None)
+    if answer == "not_sure":
+        if progress.reminders >= rules.max_reminders:
+            return dataclasses.replace(progress, status=NO_ANSWER, next_kind=None, due_at=None)
+        return dataclasses.replace(
+            progress, status=OPEN, next_kind=ASK_AGAIN, reminders=progress.reminders + 1,
+            due_at=working_days_later(now, rules.reminder_gap_days, tz))
     return dataclasses.replace(progress, status=OPEN, next_kind=ESCALATION, due_at=now,
                                escalations=progress.escalations + 1)
+
+
+def after_asked(progress: Progress, *, now: datetime, asked_on: date, rules: Rules,
+                tz: ZoneInfo) -> Progress:
+    """The not_yet traveller says they have asked: only now does the check timer start."""
+    if progress.status != NOT_ASKED:
+        raise ValueError(f"request is {progress.status}, not waiting to be asked")
+    due = max(first_check_due(asked_on, rules, tz), now)
+    return dataclasses.replace(progress, status=OPEN, next_kind=CHECK, due_at=due)
 
 
 def stopped(progress: Progress, status: str = STOPPED) -> Progress:

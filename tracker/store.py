@@ -140,7 +140,10 @@ def _parse_request(item: dict) -> Request:
         history=history, version=int(item.get("version", 0)),
         attempts=int(item.get("attempts", 0)), lease_until=_moment(item.get("lease_until")),
         failing_since=(parse_iso(item["failing_since"]) if item.get("failing_since")
-                       else None))
+                       else None),
+        evidence=tuple(item.get("evidence", ())),
+        plan_ends_on=(date.fromisoformat(item["plan_ends_on"])
+                      if item.get("plan_ends_on") else None))
 
 
 def _update(fields: dict, *extra_sets: str) -> tuple[str, dict, dict]:
@@ -159,11 +162,13 @@ def _update(fields: dict, *extra_sets: str) -> tuple[str, dict, dict]:
     return expression.strip(), names, values
 
 
-def _change(progress: Progress, what: str, now: datetime) -> tuple[str, dict, dict]:
+def _change(progress: Progress, what: str, now: datetime,
+            extra: dict | None = None) -> tuple[str, dict, dict]:
     """The update that moves a request to ``progress``: timeline entry, version bump,
-    attempts reset and any lease dropped."""
+    attempts reset and any lease dropped (plus ``extra`` request attributes)."""
     fields = _progress_fields(progress, now)
-    fields.update(attempts=0, failing_since=None, lease_owner=None, lease_until=None)
+    fields.update(attempts=0, failing_since=None, lease_owner=None, lease_until=None,
+                  **(extra or {}))
     expression, names, values = _update(fields, *_APPEND_EVENT)
     names.update({"#hist": "history", "#ver": "version"})
     values.update({":event": [{"at": iso(now), "what": what}], ":one": 1})
@@ -196,6 +201,8 @@ class Store:
             "created_at": iso(request.created_at), "version": 0, "attempts": 0,
             "history": [{"at": iso(now), "what": "submitted"}],
         }
+        if request.plan_ends_on:
+            item["plan_ends_on"] = request.plan_ends_on.isoformat()
         if self.address_key:
             item["addr_key"] = self.address_key(request.email)
         item.update({k: v for k, v in _progress_fields(request.progress, now).items()
@@ -366,11 +373,16 @@ class Store:
         return self._conditional_update(request.id, expression, names, values,
                                         "lease_owner = :owner")
 
-    def save(self, request: Request, progress: Progress, *, what: str, now: datetime) -> bool:
-        """Apply a traveller's change if nobody changed the request since it was read."""
+    def save(self, request: Request, progress: Progress, *, what: str, now: datetime,
+             extra: dict | None = None) -> bool:
+        """Apply a traveller's change if nobody changed the request since it was read.
+
+        ``extra``: request attributes the change sets too (the answer's evidence, the
+        day a not_yet traveller asked).
+        """
         # Dropping a job's lease is safe: its record() is conditional on holding it, so
         # the traveller's change wins and the pending email it replaced is never recorded.
-        expression, names, values = _change(progress, what, now)
+        expression, names, values = _change(progress, what, now, extra)
         values[":version"] = request.version
         return self._conditional_update(request.id, expression, names, values,
                                         "#ver = :version")

@@ -10,6 +10,7 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from tracker import policy
 from tracker.followups import Postman, deliver
@@ -59,7 +60,7 @@ def submit(postman: Postman, request: Request, *, now: datetime,
 
 
 # Emails that ask the question (again): an answer stays "the same" until one goes out.
-QUESTIONS = (policy.CHECK, policy.REMINDER, policy.RECHECK)
+QUESTIONS = (policy.CHECK, policy.REMINDER, policy.RECHECK, policy.ASK_AGAIN)
 
 
 def repeats_last_answer(request: Request, reply: str) -> bool:
@@ -67,15 +68,18 @@ def repeats_last_answer(request: Request, reply: str) -> bool:
     for event in reversed(request.history):
         kind, _, detail = event.what.partition(":")
         if kind == "answer":
-            return detail == reply
+            return detail.partition(":")[0] == reply  # "cancelled:bill+written"
         if kind == "sent" and detail.split("-")[0] in QUESTIONS:
             return False  # asked again since the last answer
     return False
 
 
-def answer(postman: Postman, request: Request, reply: str, *, now: datetime) -> bool:
+def answer(postman: Postman, request: Request, reply: str, *, now: datetime,
+           evidence: Sequence[str] = ()) -> bool:
     """Record the traveller's answer; a line still active gets its escalation at once.
 
+    ``evidence`` (policy.EVIDENCE values) says what a "cancelled" answer rests on; it is
+    kept on the request and in the timeline entry (``answer:cancelled:bill+written``).
     The same answer to the same question (a double tap, a re-sent form) is recorded once
     and sends nothing more: False then. Raises Conflict when the request changed since
     it was read; read it again and call again.
@@ -83,8 +87,13 @@ def answer(postman: Postman, request: Request, reply: str, *, now: datetime) -> 
     if repeats_last_answer(request, reply):
         log.info("repeated answer ignored", extra={"request": request.id})
         return False
-    progress = policy.after_answer(request.progress, reply, now=now)
-    if not postman.store.save(request, progress, what=f"answer:{reply}", now=now):
+    progress = policy.after_answer(request.progress, reply, now=now,
+                                   rules=postman.rules_for(request.operator),
+                                   tz=ZoneInfo(request.timezone))
+    evidence = sorted(set(evidence) & set(policy.EVIDENCE)) if reply == "cancelled" else []
+    what = f"answer:{reply}" + (f":{'+'.join(evidence)}" if evidence else "")
+    if not postman.store.save(request, progress, what=what, now=now,
+                              extra={"evidence": evidence} if evidence else None):
         raise Conflict()
     if progress.next_kind == policy.ESCALATION:
         owner = uuid.uuid4().hex
@@ -99,6 +108,17 @@ def answer(postman: Postman, request: Request, reply: str, *, now: datetime) -> 
             log.warning("escalation left to the job: %s", type(exc).__name__,
                         extra={"request": request.id})
     return True
+
+
+def asked(postman: Postman, request: Request, *, now: datetime) -> None:
+    """A not_yet traveller has now asked the operator: start the check timer from today."""
+    asked_on = now.astimezone(policy.BAKU).date()
+    progress = policy.after_asked(request.progress, now=now, asked_on=asked_on,
+                                  rules=postman.rules_for(request.operator),
+                                  tz=ZoneInfo(request.timezone))
+    if not postman.store.save(request, progress, what="asked", now=now,
+                              extra={"requested_on": asked_on.isoformat()}):
+        raise Conflict()
 
 
 def stop_emails(postman: Postman, request: Request, *, now: datetime, why: str) -> bool:

@@ -26,9 +26,10 @@ from wtforms.validators import ValidationError
 import operators
 from tracker import config, i18n, limits, policy, tokens, tracking
 from tracker.emails import compose_fresh_links, links
-from tracker.forms import RequestForm
+from tracker.forms import RequestForm, WrittenRequestForm
 from tracker.model import Request
 from tracker.store import OverLimit, StoreError, Suppressed
+from tracker.written import written_request
 
 log = logging.getLogger(__name__)
 bp = Blueprint("web", __name__)
@@ -101,7 +102,9 @@ def form():
         id=tracking.request_id_for(secret, form.content_key()),
         email=form.normalised_email, operator=form.operator.data,
         phone_last4=form.national_number[-4:], channel=form.channel.data,
-        requested_on=form.asked_on, timezone=form.zone, lang=_lang(), created_at=now)
+        requested_on=form.asked_on, timezone=form.zone, lang=_lang(), created_at=now,
+        progress=policy.initial(form.channel.data, form.operator.data),
+        plan_ends_on=form.plan_ends_on.data)
     quotas = limits.submission_quotas(
         current_app.config, client=limits.client_address(request.environ),
         address=new.email, now=now)
@@ -146,7 +149,7 @@ def done(token: str):
     found = _load(token, "manage")
     hint = request.args.get("hint")
     return render_template("done.html", **_page_context(found, token),
-                           hint=operators.OPERATORS.get(hint))
+                           hint=operators.OPERATORS.get(hint), form=ActionForm())
 
 
 @bp.route("/check/<token>", methods=["GET", "POST"])
@@ -159,19 +162,58 @@ def check(token: str):
         if not answer_form.validate_on_submit() or reply not in policy.ANSWERS:
             return render_template("check.html", **_page_context(found, token),
                                    form=answer_form, invalid=True), 400
-        _answer(found, reply)
+        _answer(found, reply, request.form.getlist("evidence"))
         return redirect(url_for(".check", token=token, lang=_lang()), 303)
     return render_template("check.html", **_page_context(found, token), form=answer_form)
 
 
-def _answer(found: Request, reply: str) -> None:
+@bp.post("/asked/<token>")
+def asked(token: str):
+    """A not_yet traveller has asked the operator now: start the check timer."""
+    found = _load(token, "check")
+    if not ActionForm().validate_on_submit():
+        return render_template("check.html", **_page_context(found, token),
+                               form=AnswerForm(), invalid=True), 400
+    for _ in range(2):
+        if found is None or found.progress.status != policy.NOT_ASKED:
+            break  # asked already (a double click): the page shows when we write
+        try:
+            tracking.asked(_postman(), found, now=_now())
+            break
+        except tracking.Conflict:
+            found = _postman().store.get(found.id)
+    else:
+        abort(409)
+    return redirect(url_for(".check", token=token, lang=_lang()), 303)
+
+
+@bp.route("/write/<code>", methods=["GET", "POST"])
+def write(code: str):
+    """Draft a written termination request; nothing typed here is stored or logged."""
+    operator = operators.OPERATORS.get(code)
+    if operator is None or not operator.written:
+        abort(404)
+    form = WrittenRequestForm()
+    draft = None
+    if request.method == "POST":
+        if not form.validate_on_submit():
+            return render_template("write.html", operator=operator, form=form), 400
+        draft = written_request(operator, form.national_number, form.full_name.data.strip(),
+                                today=_now().astimezone(policy.BAKU).date())
+        # The answer holds the full number and the name: no cache may keep a copy.
+        return render_template("write.html", operator=operator, form=form, draft=draft), 200, {
+            "Cache-Control": "no-store"}
+    return render_template("write.html", operator=operator, form=form, draft=draft)
+
+
+def _answer(found: Request, reply: str, evidence: list[str] = ()) -> None:
     """Record the answer; if the job (or another tap) wrote meanwhile, read again and
     retry: a repeat of the answer just recorded is then recognised and changes nothing."""
     for _ in range(3):
         if found is None or found.progress.status not in policy.ANSWERABLE:
             return
         try:
-            tracking.answer(_postman(), found, reply, now=_now())
+            tracking.answer(_postman(), found, reply, now=_now(), evidence=evidence)
             return
         except tracking.Conflict:
             found = _postman().store.get(found.id)
@@ -325,13 +367,18 @@ def _page_context(found: Request, token: str) -> dict:
     tz = i18n.ZoneInfo(found.timezone)
     lang = _lang()
     first_check = policy.first_check_due(found.requested_on, rules, tz)
+    history_whats = [e.what for e in found.history]
     return dict(
+        check_token=tokens.make(current_app.config["SECRET_KEY"], "check", found.id),
+        last_answer=next((w for w in reversed(history_whats) if w.startswith("answer:")),
+                         None),
         found=found, token=token, operator=operator, lang=lang,
         channel=operator.steps_for(found.channel), links=links(found),
         first_check=i18n.format_moment(first_check, found.timezone, lang),
         next_email=(i18n.format_moment(found.progress.due_at, found.timezone, lang)
                     if found.progress.due_at else None),
         requested_on=i18n.format_day(found.requested_on, lang),
+        plan_ends=(i18n.format_day(found.plan_ends_on, lang) if found.plan_ends_on else None),
         history=[(i18n.format_moment(e.at, found.timezone, lang), e.what)
                  for e in found.history],
         answered_still_active=any(e.what == "answer:still_active" for e in found.history))

@@ -79,11 +79,14 @@ def test_traveller_fixes_a_bad_number_then_confirms_the_line_is_cancelled(
 
     page.wait_for_url("**/check/**")
     assert page.get_attribute("html", "lang") == lang
-    page.get_by_role("button", name=t("Yes, it is cancelled")).click()
+    # One tap per piece of evidence, then the answer.
+    page.locator('input[name="evidence"][value="written"]').check()
+    page.get_by_role("button", name=t("Yes, it is terminated")).click()
     page.wait_for_url("**/check/**")
-    assert page.locator("h1").inner_text() == t("Verified: your line is cancelled")
+    assert page.locator("h1").inner_text() == t("Verified: your number is terminated")
     guidance = page.locator("#remove-profile")
     assert guidance.get_by_role("heading").inner_text() == t("Now remove the right eSIM profile")
-    assert t('Never use "Erase downloaded SIMs" or "Reset eSIM": it deletes every eSIM on the '
-             'phone, not just this one.') in guidance.inner_text()
+    assert t('Never use "Erase downloaded SIMs", "Reset eSIM" or "Erase All Content and '
+             'Settings": each deletes every eSIM on the phone, not just this one.'
+             ) in guidance.inner_text()
     page.screenshot(path=artifacts / f"{lang}-verified.png", full_page=True)

@@ -87,15 +87,17 @@ def set_the_scene(app, clock, lang: str, sent_emails) -> dict[str, str]:
     """Requests in every state the pages show; return each page's path, in ``lang``.
 
     open: submitted, check email sent, unanswered (check, manage, unsubscribe pages);
-    still: answered "still active"; verified: answered "cancelled".
+    still: answered "still active"; verified: answered "cancelled"; unsure: "not sure";
+    not-asked: channel not_yet; reseller: a reseller eSIM; written-request: the drafting page.
     """
     from tracker import followups, tokens
 
     client = app.test_client()
-    addresses = {state: f"{state}-{lang}@example.com" for state in ("open", "still", "verified")}
+    states = ("open", "still", "verified", "unsure")
+    addresses = {state: f"{state}-{lang}@example.com" for state in states}
     done = {state: _submit(client, lang, to) for state, to in addresses.items()}
     with app.app_context():
-        assert followups.run(app.extensions["tracker"], now=CHECK_DUE)["sent"] == 3
+        assert followups.run(app.extensions["tracker"], now=CHECK_DUE)["sent"] == 4
     emails = sent_emails()
     checks = {state: next(m for m in emails if m["to"] == to and _is_check(m))
               for state, to in addresses.items()}
@@ -103,6 +105,10 @@ def set_the_scene(app, clock, lang: str, sent_emails) -> dict[str, str]:
     clock.now = ANSWERED
     _answer(client, check_path["still"], "still_active")
     _answer(client, check_path["verified"], "cancelled")
+    _answer(client, check_path["unsure"], "not_sure")
+    not_asked = _submit(client, lang, f"not-asked-{lang}@example.com", channel="not_yet")
+    reseller = _submit(client, lang, f"reseller-{lang}@example.com", operator="reseller",
+                       phone="", channel="", plan_ends_on="2026-10-02")
 
     manage = link(checks["open"], "manage")
     open_id = tokens.read(app.config["SECRET_KEY"], "manage", urlsplit(manage).path.split("/")[-1],
@@ -113,6 +119,10 @@ def set_the_scene(app, clock, lang: str, sent_emails) -> dict[str, str]:
         "check": check_path["open"],
         "still-active": check_path["still"],
         "verified": check_path["verified"],
+        "not-sure": check_path["unsure"],
+        "not-asked": path_of(not_asked),
+        "reseller": path_of(reseller),
+        "written-request": f"/write/azercell?lang={lang}",
         "manage": manage,
         "unsubscribe": link(checks["open"], "unsubscribe"),
         "deleted": f"/deleted?lang={lang}",
