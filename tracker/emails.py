@@ -7,7 +7,7 @@ from flask_babel import force_locale
 from flask_babel import lazy_gettext as _l
 
 import operators
-from tracker import i18n, policy, tokens
+from tracker import i18n, policy, stats, tokens
 from tracker.mail import Message
 from tracker.model import Request
 
@@ -42,12 +42,15 @@ def compose(request: Request) -> Message:
     """Render the request's pending email in its language."""
     kind = request.progress.next_kind
     operator = operators.get(request.operator)
-    rules = current_app.extensions["tracker"].rules_for(request.operator)
+    rules = current_app.extensions["tracker"].rules_for(request.operator, request.channel)
     first_check = policy.first_check_due(request.requested_on, rules,
                                          i18n.ZoneInfo(request.timezone))
+    measured = current_app.extensions["stats"].measured(
+        request.operator, request.channel, request.created_at)
     return _render(kind, request, SUBJECTS[kind], channel=operator.steps_for(request.channel),
                    first_check=i18n.format_moment(first_check, request.timezone, request.lang),
-                   rechecks_left=rules.max_rechecks - request.progress.rechecks)
+                   rechecks_left=rules.max_rechecks - request.progress.rechecks,
+                   measured=measured, timed=stats.is_timed(request.operator, request.channel))
 
 
 def _render(template: str, request: Request, subject, **extra) -> Message:

@@ -34,7 +34,7 @@ class Postman:
     store: Store
     mailer: object  # has send_email(*, from_address, to_address, message) -> str
     compose: Callable[[Request], Message]
-    rules_for: Callable[[str], policy.Rules]
+    rules_for: Callable[..., policy.Rules]  # (operator, channel=None): see app._postman
     mail_from: str
     send_rate: float = 0.0
     max_attempts: int = 5
@@ -87,7 +87,7 @@ def deliver(postman: Postman, request: Request, *, owner: str, now: datetime,
         postman.store.release(request, owner=owner)
         log.warning("send failed, will retry: %r", exc, extra=context)
         return "retry"
-    rules = postman.rules_for(request.operator)
+    rules = postman.rules_for(request.operator, request.channel)
     after = policy.after_sent(progress, now=now, requested_on=request.requested_on,
                               rules=rules, tz=tz)
     if not postman.store.record(request, after, owner=owner, what=f"sent:{key}", now=now):

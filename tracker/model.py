@@ -33,3 +33,4 @@ class Request:
     history: tuple[Event, ...] = ()
     version: int = 0
     attempts: int = 0
+    counted: bool = False  # in the stats counters (new requests are; old ones once backfilled)

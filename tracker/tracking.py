@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from tracker import policy
+from tracker import policy, stats
 from tracker.followups import Postman, deliver
 from tracker.limits import Quota
 from tracker.mail import MailError, Message, ThrottledError
@@ -57,10 +57,13 @@ def submit(postman: Postman, request: Request, *, now: datetime,
     return True
 
 
-def answer(postman: Postman, request: Request, reply: str, *, now: datetime) -> None:
+def answer(postman: Postman, request: Request, reply: str, *, now: datetime,
+           evidence: Sequence[str] = ()) -> None:
     """Record the traveller's answer; a line still active gets its escalation at once."""
     progress = policy.after_answer(request.progress, reply, now=now)
-    if not postman.store.save(request, progress, what=f"answer:{reply}", now=now):
+    counts = stats.answer_counts(request, reply, evidence=evidence, now=now)
+    if not postman.store.save(request, progress, what=f"answer:{reply}", now=now,
+                              counts=counts):
         raise Conflict()
     if progress.next_kind == policy.ESCALATION:
         owner = uuid.uuid4().hex
