@@ -46,7 +46,7 @@ def compose(request: Request) -> Message:
     first_check = policy.first_check_due(request.requested_on, rules,
                                          i18n.ZoneInfo(request.timezone))
     measured = current_app.extensions["stats"].measured(
-        request.operator, request.channel, request.created_at)
+        request.operator, request.channel, request.created_at) if kind == policy.RECEIPT else None
     return _render(kind, request, SUBJECTS[kind], channel=operator.steps_for(request.channel),
                    first_check=i18n.format_moment(first_check, request.timezone, request.lang),
                    rechecks_left=rules.max_rechecks - request.progress.rechecks,
