@@ -376,3 +376,19 @@ def test_an_answer_to_an_old_request_is_left_to_the_backfill_then_counted_live(
         "cancelled", now=MONDAY, evidence=("call",))
     assert counters(table)["answers_cancelled"] == 1
     assert counters(table)["evidence_call"] == 1
+
+
+def test_counters_that_cannot_be_read_leave_the_default_and_the_receipt_goes_once(
+        client, table, outbox, measurements, monkeypatch):
+    from tracker.store import StoreError
+
+    def unavailable(months):
+        raise StoreError("batch_get_item of stats failed")
+
+    monkeypatch.setattr(measurements, "load", unavailable)
+    response = submit(client, requested_on="2026-09-14")
+    assert response.status_code == 303
+    assert _first_check_due(table) == "2026-09-18T05:00:00Z"
+    assert len(outbox()) == 1 and "Measured here" not in outbox()[0]["text"]
+    assert client.get(response.headers["Location"]).status_code == 200
+    assert client.get("/stats").status_code == 503  # the page itself says to retry
