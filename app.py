@@ -63,7 +63,9 @@ def _postman(app: Flask) -> Postman:
                   address_key=functools.partial(suppression.address_key, cfg["SECRET_KEY"]))
     measurements = app.extensions["stats"] = stats.Measurements(
         store.stats_rows, ttl=cfg["STATS_CACHE_SECONDS"], clock=time.monotonic,
-        min_requests=cfg["STATS_MIN_REQUESTS"], unavailable=(StoreError,))
+        # Any failure to read them (botocore's connection errors are no StoreError) falls
+        # back to the defaults: a figure must never stop a receipt from being recorded.
+        min_requests=cfg["STATS_MIN_REQUESTS"], unavailable=(Exception,))
     clock = cfg.get("CLOCK") or (lambda: datetime.now(UTC))
 
     def rules_for(code: str, channel: str | None = None) -> policy.Rules:

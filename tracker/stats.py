@@ -11,6 +11,7 @@ answer mostly comes after our first check email, never before the traveller look
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from tracker import policy
+
+log = logging.getLogger(__name__)
 
 # Resellers' data-only eSIMs have no operator to process anything, and `not_yet` is no
 # request yet: neither has a processing time, so neither is counted.
@@ -328,7 +331,8 @@ class Measurements:
             return None
         try:
             rows = self.rows(now)
-        except self.unavailable:
+        except self.unavailable as exc:
+            log.warning("stats unavailable: %s", type(exc).__name__)
             return None
         found = cell(rows, operator, channel, min_requests=self.min_requests)
         return found if found.timed else None
