@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from flask import Flask, has_request_context, render_template, request
 from flask_babel import Babel
 
 import operators
-from tracker import aws, config, i18n, logs, mail, policy, security, suppression
+from tracker import aws, config, i18n, logs, mail, policy, security, stats, suppression
 from tracker.emails import compose
 from tracker.followups import Postman
 from tracker.store import Store, StoreError
@@ -64,14 +67,27 @@ def _postman(app: Flask) -> Postman:
     """Wire the store, SES and the rules; boto3 clients are built on first use."""
     cfg = app.config
     defaults = policy.Rules()
+    store = Store(_LazyTable(cfg["TABLE_NAME"]), lease_seconds=cfg["LEASE_SECONDS"],
+                  address_key=functools.partial(suppression.address_key,
+                                                config.address_pepper(cfg)))
+    measurements = app.extensions["stats"] = stats.Measurements(
+        store.stats_rows, ttl=cfg["STATS_CACHE_SECONDS"], clock=time.monotonic,
+        # Any failure to read them (botocore's connection errors are no StoreError) falls
+        # back to the defaults: a figure must never stop a receipt from being recorded.
+        min_requests=cfg["STATS_MIN_REQUESTS"], unavailable=(Exception,))
+    clock = cfg.get("CLOCK") or (lambda: datetime.now(UTC))
 
-    def rules_for(code: str) -> policy.Rules:
-        return defaults.with_overrides(operators.for_request(code).followup)
+    def rules_for(code: str, channel: str | None = None) -> policy.Rules:
+        """The operator's rules; given the channel, the first check follows the data."""
+        rules = defaults.with_overrides(operators.for_request(code).followup)
+        if channel is None:
+            return rules
+        measured = measurements.measured(code, channel, clock())
+        return dataclasses.replace(rules, processing_days=stats.first_check_days(
+            measured, rules.processing_days))
 
     return Postman(
-        store=Store(_LazyTable(cfg["TABLE_NAME"]), lease_seconds=cfg["LEASE_SECONDS"],
-                    address_key=functools.partial(suppression.address_key,
-                                                config.address_pepper(cfg))),
+        store=store,
         mailer=mail.SesMailer(lambda: aws.client("sesv2", max_attempts=1)),
         compose=compose, rules_for=rules_for, mail_from=cfg["MAIL_FROM"],
         send_rate=cfg["SEND_RATE"], max_attempts=cfg["MAX_SEND_ATTEMPTS"],

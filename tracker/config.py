@@ -30,6 +30,10 @@ DEFAULTS = {
     "SUBMISSIONS_PER_ADDRESS_PER_DAY": 5,
     "FRESH_LINKS_PER_REQUEST_PER_DAY": 3,
     "FRESH_LINKS_PER_MAILBOX_PER_DAY": 5,
+    # Measured processing times (tracker.stats): a cell of fewer requests (or confirmed
+    # terminations) shows nothing and leaves the first check at the configured default.
+    "STATS_MIN_REQUESTS": 10,
+    "STATS_CACHE_SECONDS": 300,
     # Cookies (the CSRF session) travel only over HTTPS, never to scripts, never
     # cross-site; the local sandbox serves plain HTTP, so it drops Secure (see check).
     "SESSION_COOKIE_SECURE": True,
@@ -42,7 +46,8 @@ DEFAULTS = {
 _FLOATS = {"SEND_RATE"}
 _INTS = {"LEASE_SECONDS", "RESERVE_MILLIS", "MAX_SEND_ATTEMPTS", "LINK_MAX_AGE_DAYS",
          "SUBMISSIONS_PER_IP_PER_HOUR", "SUBMISSIONS_PER_ADDRESS_PER_DAY",
-         "FRESH_LINKS_PER_REQUEST_PER_DAY", "FRESH_LINKS_PER_MAILBOX_PER_DAY"}
+         "FRESH_LINKS_PER_REQUEST_PER_DAY", "FRESH_LINKS_PER_MAILBOX_PER_DAY",
+         "STATS_MIN_REQUESTS", "STATS_CACHE_SECONDS"}
 
 
 def on_lambda() -> bool:

@@ -7,7 +7,7 @@ from flask_babel import force_locale
 from flask_babel import lazy_gettext as _l
 
 import operators
-from tracker import i18n, policy, tokens
+from tracker import i18n, policy, stats, tokens
 from tracker.mail import Message
 from tracker.model import Request
 
@@ -65,15 +65,19 @@ def compose(request: Request) -> Message:
     """Render the request's pending email in its language."""
     template = template_for(request)
     operator = operators.for_request(request.operator)
-    rules = current_app.extensions["tracker"].rules_for(request.operator)
+    rules = current_app.extensions["tracker"].rules_for(request.operator, request.channel)
     first_check = policy.first_check_due(request.requested_on, rules,
                                          i18n.ZoneInfo(request.timezone))
+    measured = (current_app.extensions["stats"].measured(
+        request.operator, request.channel, request.created_at)
+        if template == policy.RECEIPT else None)
     return _render(template, request, SUBJECTS[template],
                    channel=operator.steps_for(request.channel),
                    first_check=i18n.format_moment(first_check, request.timezone, request.lang),
                    plan_ends=(i18n.format_day(request.plan_ends_on, request.lang)
                               if request.plan_ends_on else None),
-                   rechecks_left=rules.max_rechecks - request.progress.rechecks)
+                   rechecks_left=rules.max_rechecks - request.progress.rechecks,
+                   measured=measured, timed=stats.is_timed(request.operator, request.channel))
 
 
 def _render(template: str, request: Request, subject, **extra) -> Message:

@@ -51,7 +51,7 @@ class Postman:
     store: Store
     mailer: object  # has send_email(*, from_address, to_address, message) -> str
     compose: Callable[[Request], Message]
-    rules_for: Callable[[str], policy.Rules]
+    rules_for: Callable[..., policy.Rules]  # (operator, channel=None): see app._postman
     mail_from: str
     send_rate: float = 0.0
     # A failing email is given up only once it has failed for this long and this often.
@@ -108,7 +108,7 @@ def deliver(postman: Postman, request: Request, *, owner: str, now: datetime,
         return "failed"
     except (RetryableMailError, Exception) as exc:  # noqa: BLE001 - one item never stops a run
         return _retry_later(postman, request, exc, owner=owner, now=now)
-    rules = postman.rules_for(request.operator)
+    rules = postman.rules_for(request.operator, request.channel)
     after = policy.after_sent(progress, now=now, requested_on=request.requested_on,
                               rules=rules, tz=tz, plan_ends_on=request.plan_ends_on)
     if not postman.store.record(request, after, owner=owner, what=f"sent:{key}", now=now):

@@ -41,3 +41,4 @@ class Request:
     evidence: tuple[str, ...] = ()
     # A reseller eSIM's plan end date, for its one reminder to delete the profile.
     plan_ends_on: date | None = None
+    counted: bool = False  # in the stats counters (new requests are; old ones once backfilled)

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 
+from tracker import stats
 from tracker.aws import errors
 from tracker.limits import Quota
 from tracker.model import Event, Request
@@ -143,7 +144,8 @@ def _parse_request(item: dict) -> Request:
                        else None),
         evidence=tuple(item.get("evidence", ())),
         plan_ends_on=(date.fromisoformat(item["plan_ends_on"])
-                      if item.get("plan_ends_on") else None))
+                      if item.get("plan_ends_on") else None),
+        counted=bool(item.get("stats_counted")))
 
 
 def _update(fields: dict, *extra_sets: str) -> tuple[str, dict, dict]:
@@ -207,13 +209,16 @@ class Store:
             item["addr_key"] = self.address_key(request.email)
         item.update({k: v for k, v in _progress_fields(request.progress, now).items()
                      if v is not None})
+        item["stats_counted"] = 1  # counted below: the backfill must not count it again
         if lease_owner:
             # Born claimed: the submitting request sends the receipt without a claim call.
             item.update(lease_owner=lease_owner,
                         lease_until=int(((lease_now or now) + self.lease).timestamp()))
         put = {"Put": {"TableName": self.table.name, "Item": item,
                        "ConditionExpression": "attribute_not_exists(pk)"}}
-        failed = self._transact([put], quotas, suppression_key=item.get("addr_key"))
+        counts = stats.on_submit(request.operator, request.channel, request.requested_on)
+        writes = [put] + ([counter_update(self.table.name, counts)] if counts else [])
+        failed = self._transact(writes, quotas, suppression_key=item.get("addr_key"))
         return 0 not in failed  # the request exists: a re-post, whatever else failed
 
     def spend(self, quotas: Sequence[Quota], *, address: str | None = None) -> None:
@@ -374,18 +379,19 @@ class Store:
                                         "lease_owner = :owner")
 
     def save(self, request: Request, progress: Progress, *, what: str, now: datetime,
-             extra: dict | None = None) -> bool:
+             extra: dict | None = None, counts: stats.Counts | None = None) -> bool:
         """Apply a traveller's change if nobody changed the request since it was read.
 
         ``extra``: request attributes the change sets too (the answer's evidence, the
-        day a not_yet traveller asked).
+        day a not_yet traveller asked). ``counts`` go to the stats counters in the same
+        transaction, or not at all.
         """
         # Dropping a job's lease is safe: its record() is conditional on holding it, so
         # the traveller's change wins and the pending email it replaced is never recorded.
         expression, names, values = _change(progress, what, now, extra)
         values[":version"] = request.version
         return self._conditional_update(request.id, expression, names, values,
-                                        "#ver = :version")
+                                        "#ver = :version", counts=counts)
 
     def stop(self, request_id: str, *, status: str, what: str, now: datetime) -> bool:
         """End all further email for a request, whatever else changed since it was read.
@@ -458,7 +464,11 @@ class Store:
                 return
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def _conditional_update(self, request_id, expression, names, values, condition) -> bool:
+    def _conditional_update(self, request_id, expression, names, values, condition, *,
+                            counts: stats.Counts | None = None) -> bool:
+        if counts:
+            return self._counted_update(request_id, expression, names, values, condition,
+                                        counts)
         try:
             self.table.update_item(
                 Key=_key(request_id), UpdateExpression=expression,
@@ -469,6 +479,107 @@ class Store:
                 return False
             raise StoreError("update_item failed") from exc
         return True
+
+    # ── Stats counters (tracker.stats): one item per operator, channel and month ──────
+    # Updated in the same TransactWriteItems as the change they count, so a failed or
+    # retried write never loses nor doubles a count. They carry no ``expires`` and no
+    # personal data: they outlive the requests' TTL and their deletion.
+
+    def _counted_update(self, request_id, expression, names, values, condition,
+                        counts: stats.Counts) -> bool:
+        """The request's conditional update and its counters, all or nothing."""
+        update = {"Update": {
+            "TableName": self.table.name, "Key": _key(request_id),
+            "UpdateExpression": expression, "ConditionExpression": condition,
+            "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}}
+        reasons = self._transact_items([update, counter_update(self.table.name, counts)])
+        return not reasons
+
+    def stats_rows(self, months: Sequence[str]) -> list[stats.Row]:
+        """The counter items of these months, read by key (BatchGetItem, 100 at a time)."""
+        keys = [_stats_key(o, c, m) for o in stats.TIMED_OPERATORS
+                for c in stats.TIMED_CHANNELS for m in months]
+        client, rows = self.table.meta.client, []
+        for start in range(0, len(keys), 100):
+            pending = {self.table.name: {"Keys": keys[start:start + 100]}}
+            for attempt in range(6):
+                try:
+                    page = client.batch_get_item(RequestItems=pending)
+                except errors.ClientError as exc:
+                    raise StoreError("batch_get_item of stats failed") from exc
+                rows += [_to_row(item) for item in page["Responses"].get(self.table.name, [])]
+                pending = page.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+                time.sleep(0.05 * 2 ** attempt)  # DynamoDB asks us to slow down
+            else:
+                raise StoreError("batch_get_item of stats left keys unread")
+        return rows
+
+    def backfill_stats(self, *, page_size: int = 100) -> dict[str, int]:
+        """Count every stored request not yet counted, once: the one Scan of this module.
+
+        Each request is counted in one transaction with marking it counted, on the
+        condition that it is unmarked and unchanged, so running it again, or after a
+        crash, or beside live answers, counts nothing twice.
+        """
+        done = {"counted": 0, "skipped": 0, "raced": 0}
+        scan = {"Limit": page_size, "ConsistentRead": True,
+                "FilterExpression": "begins_with(pk, :req) AND attribute_not_exists(#c)",
+                "ExpressionAttributeNames": {"#c": "stats_counted"},
+                "ExpressionAttributeValues": {":req": "REQ#"}}
+        while True:
+            try:
+                page = self.table.scan(**scan)
+            except errors.ClientError as exc:
+                raise StoreError("scan for the stats backfill failed") from exc
+            for item in page.get("Items", []):
+                done[self._backfill_one(_to_request(item))] += 1
+            if "LastEvaluatedKey" not in page:
+                return done
+            scan["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _backfill_one(self, request: Request) -> str:
+        """Mark one request counted, adding what it holds to the counters."""
+        answered = [(e.what.split(":")[1], e.at) for e in request.history
+                    if e.what.startswith("answer:")]
+        counts = stats.replay(request.operator, request.channel, request.requested_on,
+                              answered)
+        mark = {"Update": {
+            "TableName": self.table.name, "Key": _key(request.id),
+            "UpdateExpression": "SET #c = :one, #ver = #ver + :one",
+            "ConditionExpression": "attribute_not_exists(#c) AND #ver = :version",
+            "ExpressionAttributeNames": {"#c": "stats_counted", "#ver": "version"},
+            "ExpressionAttributeValues": {":one": 1, ":version": request.version}}}
+        counters = [counter_update(self.table.name, counts)] if counts else []
+        if self._transact_items([mark, *counters]):
+            return "raced"  # marked meanwhile, or answered: a second run counts it
+        return "counted" if counts else "skipped"
+
+
+def _stats_key(operator: str, channel: str, month: str) -> dict:
+    return {"pk": f"STAT#{operator}#{channel}#{month}"}
+
+
+def counter_update(table_name: str, counts: stats.Counts) -> dict:
+    """The TransactWriteItems ``Update`` that adds ``counts`` to their counter item."""
+    names = {"#op": "operator", "#ch": "channel", "#mo": "month"}
+    values = {":op": counts.operator, ":ch": counts.channel, ":mo": counts.month}
+    adds = []
+    for i, (name, n) in enumerate(sorted(counts.add.items())):
+        names[f"#c{i}"], values[f":c{i}"] = name, n
+        adds.append(f"#c{i} :c{i}")
+    return {"Update": {
+        "TableName": table_name, "Key": _stats_key(counts.operator, counts.channel,
+                                                   counts.month),
+        "UpdateExpression": f"SET #op = :op, #ch = :ch, #mo = :mo ADD {', '.join(adds)}",
+        "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}}
+
+
+def _to_row(item: dict) -> stats.Row:
+    cell = {"pk", "operator", "channel", "month"}
+    return stats.Row(item["operator"], item["channel"], item["month"],
+                     {k: int(v) for k, v in item.items() if k not in cell})
 
 
 _ATTRIBUTES = {"pk": "S", "due_part": "S", "due_at": "S", "addr_key": "S"}

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from tracker import policy
+from tracker import policy, stats
 from tracker.followups import Postman, deliver
 from tracker.limits import Quota
 from tracker.mail import MailError, Message, ThrottledError
@@ -92,8 +92,10 @@ def answer(postman: Postman, request: Request, reply: str, *, now: datetime,
                                    tz=ZoneInfo(request.timezone))
     evidence = sorted(set(evidence) & set(policy.EVIDENCE)) if reply == "cancelled" else []
     what = f"answer:{reply}" + (f":{'+'.join(evidence)}" if evidence else "")
+    counts = stats.answer_counts(request, reply, evidence=evidence, now=now)
     if not postman.store.save(request, progress, what=what, now=now,
-                              extra={"evidence": evidence} if evidence else None):
+                              extra={"evidence": evidence} if evidence else None,
+                              counts=counts):
         raise Conflict()
     if progress.next_kind == policy.ESCALATION:
         owner = uuid.uuid4().hex

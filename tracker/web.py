@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import UTC, datetime
 
@@ -24,7 +25,7 @@ from wtforms import HiddenField
 from wtforms.validators import ValidationError
 
 import operators
-from tracker import config, i18n, limits, policy, tokens, tracking
+from tracker import config, i18n, limits, policy, stats, tokens, tracking
 from tracker.emails import compose_fresh_links, links
 from tracker.forms import RequestForm, WrittenRequestForm
 from tracker.model import Request
@@ -301,6 +302,24 @@ def renewed():
     return render_template("renewed.html")
 
 
+@bp.get("/stats")
+def stats_page():
+    """Measured processing times per operator and channel; small cells show nothing."""
+    measurements = current_app.extensions["stats"]
+    summaries = measurements.summaries(_now())
+    return render_template("stats.html", summaries=summaries, stats=stats,
+                           operators=operators.OPERATORS,
+                           min_requests=measurements.min_requests,
+                           months=stats.WINDOW_MONTHS, max_days=stats.MAX_DAYS,
+                           percent=functools.partial(_percent, i18n.babel_locale(_lang())))
+
+
+def _percent(locale: str, share: float) -> str:
+    from babel.numbers import format_percent
+
+    return format_percent(share, locale=locale)
+
+
 # Over-limit answers, by limit; what was typed stays in the form under the message.
 LIMIT_MESSAGES = {
     limits.IP_HOUR: _l("Many forms were sent from your network in the last hour, so we "
@@ -363,7 +382,7 @@ def _page_context(found: Request, token: str) -> dict:
     """What every page about one request shows."""
     postman = _postman()
     operator = operators.for_request(found.operator)
-    rules = postman.rules_for(found.operator)
+    rules = postman.rules_for(found.operator, found.channel)
     tz = i18n.ZoneInfo(found.timezone)
     lang = _lang()
     first_check = policy.first_check_due(found.requested_on, rules, tz)
@@ -381,4 +400,6 @@ def _page_context(found: Request, token: str) -> dict:
         plan_ends=(i18n.format_day(found.plan_ends_on, lang) if found.plan_ends_on else None),
         history=[(i18n.format_moment(e.at, found.timezone, lang), e.what)
                  for e in found.history],
-        answered_still_active=any(e.what == "answer:still_active" for e in found.history))
+        answered_still_active=any(e.what == "answer:still_active" for e in found.history),
+        measured=current_app.extensions["stats"].measured(found.operator, found.channel,
+                                                          _now()))

@@ -1,0 +1,395 @@
+"""Measured processing times: counted with the answer, shown with the small-cell rule,
+and followed by the first check once there is enough data."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from datetime import UTC, date, datetime
+
+import pytest
+from markupsafe import escape
+
+import operators
+from tests.helpers import form_fields, link, local_path, stored_requests, submit
+from tests.test_journey import run_job
+from tests.test_pages import MAX_BYTES, References, off_site
+from tracker import stats, tracking
+from tracker.model import Event, Request
+from tracker.policy import Progress
+from tracker.store import counter_update
+
+MONDAY = datetime(2026, 9, 14, 8, 0, tzinfo=UTC)  # noon in Baku; asked that day
+CELL = "STAT#azercell#call#2026-09"
+
+
+@pytest.fixture
+def measurements(app):
+    """The app's stats, read afresh each time (no five-minute cache within a test)."""
+    found = app.extensions["stats"]
+    found.ttl = 0
+    return found
+
+
+def counters(table, pk: str = CELL) -> dict:
+    item = table.get_item(Key={"pk": pk}, ConsistentRead=True).get("Item") or {}
+    return {k: int(v) for k, v in item.items() if k not in ("pk", "operator", "channel",
+                                                            "month")}
+
+
+def seed(postman, *, requests: int, cancelled_after: list[int], operator="azercell",
+         channel="call", month="2026-09", **more: int):
+    """Counters as if ``requests`` were made and confirmed after these working days."""
+    add = {stats.REQUESTS: requests, **more}
+    for days in cancelled_after:
+        add[stats.days_cancelled(days)] = add.get(stats.days_cancelled(days), 0) + 1
+    store = postman.store
+    store._transact_items([counter_update(store.table.name,
+                                          stats.Counts(operator, channel, month, add))])
+
+
+def stat_items(table) -> list[dict]:
+    return [i for i in table.scan()["Items"] if i["pk"].startswith("STAT#")]
+
+
+# ── The maths ────────────────────────────────────────────────────────────────────────
+
+def test_percentiles_are_nearest_rank_over_the_histogram():
+    histogram = {1: 3, 2: 4, 4: 2, 9: 1}  # ten answers
+    assert stats.percentile(histogram, 0.5) == 2
+    assert stats.percentile(histogram, 0.8) == 4
+    assert stats.percentile(histogram, 1.0) == 9
+    assert stats.percentile({}, 0.8) is None
+
+
+def test_a_cell_of_nine_requests_shows_nothing_and_ten_show_the_figures():
+    def cell(requests: int, confirmed: int) -> stats.Summary:
+        row = stats.Row("nar", "sms", "2026-09", {
+            "requests": requests, "days_cancelled_3": confirmed,
+            "first_cancelled": confirmed, "evidence_written": confirmed})
+        return stats.cell([row], "nar", "sms", min_requests=10)
+
+    small = cell(9, 9)
+    assert not small.enough and small.median is None and small.p80 is None
+    assert small.still_active_share is None and small.evidence_shares == {}
+    assert small.as_dict()["confirmed_cancelled"] is None
+    assert small.as_dict()["histogram"] is None
+    enough = cell(10, 10)
+    assert enough.median == enough.p80 == 3
+    assert enough.still_active_share == 0 and enough.evidence_shares == {"written": 1.0}
+    # Enough requests but too few confirmed terminations to time: counts, no timing.
+    few_confirmed = cell(30, 9)
+    assert few_confirmed.enough and few_confirmed.p80 is None
+
+
+def test_the_first_check_follows_the_80th_percentile_bounded_to_1_to_5_working_days():
+    def summary(days: int) -> stats.Summary:
+        return stats.cell([stats.Row("nar", "call", "2026-09", {
+            "requests": 10, f"days_cancelled_{days}": 10})], "nar", "call", min_requests=10)
+
+    assert stats.first_check_days(summary(2), default=3) == 2
+    assert stats.first_check_days(summary(0), default=3) == 1
+    assert stats.first_check_days(summary(12), default=3) == 5
+    assert stats.first_check_days(None, default=4) == 4
+
+
+def test_working_days_skip_weekends_and_azerbaijani_holidays():
+    assert stats.working_days_between(date(2026, 9, 14), date(2026, 9, 14)) == 0
+    assert stats.working_days_between(date(2026, 9, 18), date(2026, 9, 21)) == 1  # Fri→Mon
+    # 20–30 Mar 2026 are days off (Novruz and Ramazan together).
+    assert stats.working_days_between(date(2026, 3, 19), date(2026, 3, 31)) == 1
+
+
+def test_an_answer_counts_its_kind_first_answer_evidence_and_days():
+    counts = stats.on_answer("bakcell", "online", date(2026, 9, 14), "cancelled",
+                             earlier=["still_active"], evidence_given=["bill", "written", "x"],
+                             now=datetime(2026, 9, 21, 8, tzinfo=UTC))
+    assert counts.month == "2026-09"
+    assert counts.add == {"answers_cancelled": 1, "days_cancelled_5": 1,
+                          "evidence_bill": 1, "evidence_written": 1}
+    first = stats.on_answer("bakcell", "online", date(2026, 9, 14), "still_active",
+                            now=datetime(2026, 9, 18, 8, tzinfo=UTC))
+    assert first.add == {"answers_still_active": 1, "first_still_active": 1,
+                         "days_still_active_4": 1}
+    unsure = stats.on_answer("nar", "store", date(2026, 9, 14), "not_sure", now=MONDAY)
+    assert unsure.add == {"answers_not_sure": 1, "first_not_sure": 1}
+
+
+def test_resellers_and_requests_not_made_yet_have_no_processing_time():
+    assert stats.on_submit("reseller", "online", date(2026, 9, 14)) is None
+    assert stats.on_submit("azercell", "not_yet", date(2026, 9, 14)) is None
+    assert stats.on_answer("reseller", "call", date(2026, 9, 14), "cancelled",
+                           now=MONDAY) is None
+
+
+# ── Counted in the same write as the request and the answer ─────────────────────────
+
+def test_a_submission_counts_one_request_in_the_same_transaction(client, table):
+    assert submit(client).status_code == 303
+    assert submit(client, email="other@example.com").status_code == 303
+    assert counters(table) == {"requests": 2}
+    [item] = stat_items(table)
+    assert "expires" not in item  # outlives the requests' TTL
+
+
+def test_a_repost_of_the_same_form_counts_one_request(client, table):
+    same_form = form_fields(client)["submission_id"]  # the server issues it
+    assert submit(client, submission_id=same_form).status_code == 303
+    assert submit(client, submission_id=same_form).status_code == 303
+    assert len(stored_requests(table)) == 1
+    assert counters(table) == {"requests": 1}
+
+
+def test_not_yet_is_not_counted(client, table):
+    assert submit(client, channel="not_yet").status_code == 303
+    assert stat_items(table) == []
+
+
+def test_an_answer_is_counted_once_with_its_days_and_outlives_the_request(
+        app, client, runner, outbox, table, clock):
+    submit(client, requested_on="2026-09-14")
+    run_job(runner, "2026-09-18T05:00:00Z")  # the check email, Fri 18 Sep
+    check = local_path(link(outbox()[-1], "/check/"))
+    clock.now = datetime(2026, 9, 18, 9, tzinfo=UTC)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"',
+                      client.get(check).get_data(as_text=True)).group(1)
+    for _ in range(2):  # a double press: the second finds the request verified
+        response = client.post(check, data={"csrf_token": token, "answer": "cancelled"})
+        assert response.status_code == 303
+    assert counters(table) == {
+        "requests": 1, "answers_cancelled": 1, "first_cancelled": 1,
+        "days_cancelled_4": 1, "evidence_none": 1}
+    [request] = stored_requests(table)
+    app.extensions["tracker"].store.delete(request["id"])
+    assert stored_requests(table) == [] and counters(table)["answers_cancelled"] == 1
+    [item] = stat_items(table)
+    text = json.dumps(item, default=str)
+    assert "traveller@example.com" not in text and "4567" not in text
+    assert request["id"] not in text
+
+
+def test_an_answer_whose_write_fails_counts_nothing(postman, client, table):
+    submit(client, requested_on="2026-09-14")
+    store = postman.store
+    found = store.get(stored_requests(table)[0]["id"])
+    stale = dataclasses.replace(found, version=found.version + 7)  # someone wrote meanwhile
+    with pytest.raises(tracking.Conflict):
+        tracking.answer(postman, stale, "cancelled", now=MONDAY, evidence=("written",))
+    assert counters(table) == {"requests": 1}
+    # The same answer retried on a fresh read is counted, once, with its evidence.
+    tracking.answer(postman, found, "cancelled", now=MONDAY, evidence=("written",))
+    with pytest.raises(tracking.Conflict):  # retried again with the now-stale read
+        tracking.answer(postman, found, "cancelled", now=MONDAY, evidence=("written",))
+    assert counters(table) == {"requests": 1, "answers_cancelled": 1, "first_cancelled": 1,
+                               "days_cancelled_0": 1, "evidence_written": 1}
+
+
+# ── The first check follows the data above the threshold ─────────────────────────────
+
+def _first_check_due(table) -> str:
+    [item] = stored_requests(table)
+    assert item["next_kind"] == "check"
+    return item["due_at"]
+
+
+def test_ten_confirmed_requests_move_the_first_check_to_their_80th_percentile(
+        postman, client, table, outbox, measurements):
+    seed(postman, requests=10, cancelled_after=[1] * 8 + [2, 2])
+    assert submit(client, requested_on="2026-09-14").status_code == 303
+    # p80 = 1 working day: the window ends on Tue 15 Sep, the check is due Wed 09:00.
+    assert _first_check_due(table) == "2026-09-16T05:00:00Z"
+    receipt = outbox()[-1]["text"]
+    assert "half within 1, 8 in 10 within 1 (confirmations: 10)" in receipt
+    assert "Wednesday, September 16" in receipt
+
+
+def test_nine_requests_leave_the_first_check_at_the_configured_default(
+        postman, client, table, outbox, measurements):
+    seed(postman, requests=9, cancelled_after=[1] * 9)
+    assert submit(client, requested_on="2026-09-14").status_code == 303
+    assert _first_check_due(table) == "2026-09-18T05:00:00Z"  # 3 working days
+    receipt = outbox()[-1]["text"]
+    assert "Measured here" not in receipt
+    assert "Nobody has confirmed how long Azercell takes" in receipt
+
+
+def test_the_measured_p80_is_bounded_to_five_working_days(
+        postman, client, table, measurements):
+    seed(postman, requests=20, cancelled_after=[9] * 20)
+    submit(client, requested_on="2026-09-14")
+    assert _first_check_due(table) == "2026-09-22T05:00:00Z"  # 5 working days: Mon 21
+
+
+def test_the_confirmation_page_quotes_the_measured_figure_only_with_enough_data(
+        postman, client, measurements):
+    seed(postman, requests=12, cancelled_after=[2] * 6 + [3] * 6)
+    page = client.get(submit(client).headers["Location"]).get_data(as_text=True)
+    assert "half within 2, 8 in 10 within 3 (confirmations: 12)" in page
+    assert 'href="/stats?lang=en"' in page
+    # Another channel of the same operator has no data: no figure, the caveat stands.
+    page = client.get(submit(client, email="b@example.com", channel="sms")
+                      .headers["Location"]).get_data(as_text=True)
+    assert "Measured here" not in page
+    caveat = next(c.t("en") for c in operators.get("azercell").caveats if "1–3" in c.t("en"))
+    assert str(escape(caveat)) in page
+
+
+# ── The page ─────────────────────────────────────────────────────────────────────────
+
+TITLES = {"en": "How long cancellations take", "zh": "注销需要多长时间",
+          "az": "Nömrənin bağlanması nə qədər çəkir",
+          "ru": "Сколько времени занимает закрытие номера"}
+NOT_ENOUGH = {"en": "Not enough data yet", "zh": "数据尚不足",
+              "az": "Hələ kifayət qədər məlumat yoxdur", "ru": "Пока недостаточно данных"}
+
+
+@pytest.mark.parametrize("lang", list(TITLES))
+def test_stats_page_in_every_language_shows_only_cells_with_enough_data(
+        postman, client, measurements, lang):
+    seed(postman, requests=12, cancelled_after=[2] * 6 + [3] * 4 + [15, 20],
+         first_cancelled=10, first_still_active=2, evidence_written=4, evidence_none=8)
+    seed(postman, operator="nar", channel="store", requests=9, cancelled_after=[7] * 9)
+    response = client.get(f"/stats?lang={lang}")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert f'<html lang="{lang}"' in page and TITLES[lang] in page
+    if lang != "en":
+        assert "How long cancellations take" not in page
+    azercell = page[page.index('id="stats-azercell"'):page.index('id="stats-bakcell"')]
+    call_row = re.search(r"<tr>\s*<th scope=\"row\">[^<]+</th>\s*<td>12</td>(.*?)</tr>",
+                         azercell, re.S).group(1)
+    cells = re.findall(r"<td>(.*?)</td>", call_row, re.S)
+    assert cells[:2] == ["2", "3"]  # median, 80th percentile
+    assert "17" in cells[2] and "33" in cells[3]  # 2 of 12 still active; written 4 of 12
+    assert "<svg" in azercell and "15+" in azercell  # the histogram, 15 and 20 lumped
+    assert re.search(r'<th scope="row">15\+</th><td>2</td>', azercell)  # and its table
+    nar = page[page.index('id="stats-nar"'):]
+    assert NOT_ENOUGH[lang] in nar and "<svg" not in nar and ">9<" not in nar
+    assert page.count(NOT_ENOUGH[lang]) >= 3  # bakcell, nar and azercell's empty channels
+
+
+def test_stats_page_with_no_data_says_so_and_is_light(client, measurements):
+    response = client.get("/stats")
+    page = response.data
+    assert response.status_code == 200 and len(page) <= MAX_BYTES
+    assert page.decode().count("Not enough data yet") == 3
+    refs = References()
+    refs.feed(page.decode())
+    assert refs.scripts == [] and [a for a in refs.fetched if off_site(a)] == []
+    assert "They are not the operators' own figures" in page.decode()
+
+
+def test_stats_page_full_of_data_stays_under_the_weight_limit(postman, client, measurements):
+    for operator in stats.TIMED_OPERATORS:
+        for channel in stats.TIMED_CHANNELS:
+            seed(postman, operator=operator, channel=channel, requests=500,
+                 cancelled_after=list(range(16)) * 30, first_cancelled=400,
+                 first_still_active=100, **{f"evidence_{e}": 100 for e in stats.EVIDENCE})
+    for lang in TITLES:
+        page = client.get(f"/stats?lang={lang}").data
+        assert len(page) <= MAX_BYTES and page.count(b"<svg") == 3
+
+
+def test_the_form_links_to_the_stats_page(client):
+    page = client.get("/?lang=ru").get_data(as_text=True)
+    assert 'href="/stats?lang=ru"' in page
+
+
+# ── Command line and backfill ────────────────────────────────────────────────────────
+
+def test_stats_command_prints_the_table_and_json_with_the_small_cell_rule(
+        postman, runner, measurements):
+    # The command reads the real clock: seed this month, whatever it is.
+    month = stats.window(datetime.now(UTC))[0]
+    seed(postman, month=month, requests=10, cancelled_after=[3] * 10, first_cancelled=10,
+         evidence_call=10)
+    seed(postman, month=month, operator="bakcell", channel="sms", requests=4,
+         cancelled_after=[1] * 4)
+    table_out = runner.invoke(args=["stats"], catch_exceptions=False).output
+    [line] = [row for row in table_out.splitlines() if row.startswith("azercell  call")]
+    assert line.split()[2:7] == ["10", "10", "3", "3", "0%"] and "call:100%" in line
+    [bakcell] = [row for row in table_out.splitlines() if row.startswith("bakcell   sms")]
+    assert "not enough data yet" in bakcell and " 4 " not in bakcell
+    data = json.loads(runner.invoke(args=["stats", "--json"], catch_exceptions=False).output)
+    cells = {(c["operator"], c["channel"]): c for c in data["cells"]}
+    assert cells["azercell", "call"]["p80_working_days"] == 3
+    assert cells["bakcell", "sms"]["enough_data"] is False
+    assert cells["bakcell", "sms"]["confirmed_cancelled"] is None
+    assert data["min_requests"] == 10 and data["months"][0] == month
+
+
+def _legacy_request(store, number: int, *, answers: list[tuple[str, datetime]]):
+    """A request stored before the counters existed: no stats mark, counted nowhere."""
+    history = (Event(MONDAY, "submitted"),) + tuple(
+        Event(at, f"answer:{reply}") for reply, at in answers)
+    request = Request(
+        id=f"old{number}", email=f"t{number}@example.com", operator="azercell",
+        phone_last4="4567", channel="call", requested_on=date(2026, 9, 14),
+        timezone="Asia/Baku", lang="en", created_at=MONDAY,
+        progress=Progress(status="verified", next_kind=None) if answers else Progress())
+    item = {"pk": f"REQ#{request.id}", "id": request.id, "email": request.email,
+            "operator": "azercell", "phone_last4": "4567", "channel": "call",
+            "requested_on": "2026-09-14", "timezone": "Asia/Baku", "lang": "en",
+            "created_at": "2026-09-14T08:00:00Z", "version": 3, "attempts": 0,
+            "status": request.progress.status,
+            "history": [{"at": e.at.strftime("%Y-%m-%dT%H:%M:%SZ"), "what": e.what}
+                        for e in history]}
+    store.table.put_item(Item=item)
+
+
+def test_backfill_counts_old_requests_once_paginated_and_never_new_ones(
+        postman, client, runner, table):
+    store = postman.store
+    thursday = datetime(2026, 9, 17, 8, tzinfo=UTC)
+    for n in range(5):
+        _legacy_request(store, n, answers=[("still_active", MONDAY), ("cancelled", thursday)]
+                        if n < 3 else [])
+    submit(client, requested_on="2026-09-14")  # counted live at submission
+    first = json.loads(runner.invoke(args=["stats", "backfill", "--page-size", "2"],
+                                     catch_exceptions=False).output)
+    assert first == {"counted": 5, "skipped": 0, "raced": 0}
+    expected = {"requests": 6, "answers_still_active": 3, "first_still_active": 3,
+                "days_still_active_0": 3, "answers_cancelled": 3, "days_cancelled_3": 3,
+                "evidence_unknown": 3}
+    assert counters(table) == expected
+    again = json.loads(runner.invoke(args=["stats", "backfill", "--page-size", "2"],
+                                     catch_exceptions=False).output)
+    assert again == {"counted": 0, "skipped": 0, "raced": 0}
+    assert counters(table) == expected
+
+
+def test_an_answer_to_an_old_request_is_left_to_the_backfill_then_counted_live(
+        postman, runner, table):
+    store = postman.store
+    _legacy_request(store, 1, answers=[])
+    old = store.get("old1")
+    old = dataclasses.replace(old, progress=Progress(status="open", next_kind="reminder"))
+    tracking.answer(postman, old, "still_active", now=MONDAY)
+    assert counters(table) == {}  # not counted live: the backfill counts it whole
+    runner.invoke(args=["stats", "backfill"], catch_exceptions=False)
+    assert counters(table) == {"requests": 1, "answers_still_active": 1,
+                               "first_still_active": 1, "days_still_active_0": 1}
+    marked = store.get("old1")
+    assert marked.counted
+    tracking.answer(postman, dataclasses.replace(
+        marked, progress=dataclasses.replace(marked.progress, status="open")),
+        "cancelled", now=MONDAY, evidence=("call",))
+    assert counters(table)["answers_cancelled"] == 1
+    assert counters(table)["evidence_call"] == 1
+
+
+def test_counters_that_cannot_be_read_leave_the_default_and_the_receipt_goes_once(
+        client, table, outbox, measurements, monkeypatch):
+    from tracker.store import StoreError
+
+    def unavailable(months):
+        raise StoreError("batch_get_item of stats failed")
+
+    monkeypatch.setattr(measurements, "load", unavailable)
+    response = submit(client, requested_on="2026-09-14")
+    assert response.status_code == 303
+    assert _first_check_due(table) == "2026-09-18T05:00:00Z"
+    assert len(outbox()) == 1 and "Measured here" not in outbox()[0]["text"]
+    assert client.get(response.headers["Location"]).status_code == 200
+    assert client.get("/stats").status_code == 503  # the page itself says to retry
