@@ -36,9 +36,9 @@ def create_app(overrides: dict | None = None) -> Flask:
 
     app.register_blueprint(web.bp)
     if app.config["LOCAL_MODE"]:
-        from tracker import local
+        from tracker import outbox
 
-        app.register_blueprint(local.bp)
+        app.register_blueprint(outbox.bp)
     for code in ERRORS:
         app.register_error_handler(code, _error_page)
     app.register_error_handler(StoreError, _store_unavailable)
