@@ -6,11 +6,11 @@ import functools
 import logging
 from pathlib import Path
 
-from flask import Flask, has_request_context, render_template
+from flask import Flask, has_request_context, render_template, request
 from flask_babel import Babel
 
 import operators
-from tracker import aws, config, i18n, logs, mail, policy, security, suppression
+from tracker import aws, config, i18n, logs, mail, metrics, policy, security, suppression
 from tracker.emails import compose
 from tracker.followups import Postman
 from tracker.store import Store, StoreError
@@ -44,6 +44,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.register_error_handler(StoreError, _store_unavailable)
     app.jinja_env.globals.update(languages=i18n.NAMES, switch_url=i18n.switch_url)
     app.context_processor(_page_language)
+    app.after_request(_count_form_posts)
     security.init_app(app)
 
     from tracker import cli
@@ -63,7 +64,8 @@ def _postman(app: Flask) -> Postman:
     return Postman(
         store=Store(_LazyTable(cfg["TABLE_NAME"]), lease_seconds=cfg["LEASE_SECONDS"],
                     address_key=functools.partial(suppression.address_key, cfg["SECRET_KEY"])),
-        mailer=mail.SesMailer(lambda: aws.client("sesv2", max_attempts=1)),
+        mailer=mail.SesMailer(lambda: aws.client("sesv2", max_attempts=1),
+                              configuration_set=cfg.get("SES_CONFIGURATION_SET")),
         compose=compose, rules_for=rules_for, mail_from=cfg["MAIL_FROM"],
         send_rate=cfg["SEND_RATE"], max_attempts=cfg["MAX_SEND_ATTEMPTS"],
         reserve_millis=cfg["RESERVE_MILLIS"])
@@ -82,6 +84,15 @@ class _LazyTable:
 def _page_language() -> dict:
     """Every page knows its language; emails pass theirs explicitly."""
     return {"lang": i18n.select_locale()} if has_request_context() else {}
+
+
+def _count_form_posts(response):
+    """Each POST of the form is one EMF metric: accepted (303) or rejected (anything else)."""
+    if request.method == "POST" and request.endpoint == "web.form":
+        accepted = response.status_code == 303
+        metrics.emit({metrics.FORM_ACCEPTED: float(accepted),
+                      metrics.FORM_REJECTED: float(not accepted)})
+    return response
 
 
 def _error_page(error):

@@ -65,16 +65,21 @@ def lambda_aws(moto_endpoint):
 
 
 def invoke(unpacked: Path, moto_endpoint: str, *events: dict,
-           secret: str | None = "package-test-secret") -> lambda_runner.Run:
-    """Invoke the package with events in one fresh process (one container)."""
-    env = {"AWS_ENDPOINT_URL": moto_endpoint, "AWS_ACCESS_KEY_ID": "testing",
+           secret: str | None = "package-test-secret",
+           handler: str = SETTINGS["lambda_handler"]) -> lambda_runner.Run:
+    """Invoke the package with events in one fresh process (one container).
+
+    The function's own variables are set as Lambda sets them, SECRETS_PATH included:
+    the SSM parameters a test stores win over ``secret``.
+    """
+    env = {**ENV, "AWS_ENDPOINT_URL": moto_endpoint, "AWS_ACCESS_KEY_ID": "testing",
            "AWS_SECRET_ACCESS_KEY": "testing"}
     if secret:
         env["SECRET_KEY"] = secret
     return lambda_runner.invoke(
         unpacked, list(events), function_name=FUNCTION, env=env,
         region=SETTINGS["aws_region"], memory_mb=SETTINGS["memory_size"],
-        timeout_seconds=SETTINGS["timeout_seconds"])
+        timeout_seconds=SETTINGS["timeout_seconds"], handler=handler)
 
 
 def values(run: lambda_runner.Run) -> list:
@@ -164,15 +169,36 @@ def test_package_is_lean_and_holds_only_what_lambda_loads(package):
     tops = {name.split("/")[0] for name in names}
     for entry in (p.name for p in ROOT.iterdir()):
         assert (entry in tops) == (entry in RUNTIME_FILES), (
-            f"{entry}: list it in zappa_settings.json's exclude, or in RUNTIME_FILES")
+            f"{entry}: not a runtime file; deploy/prebuild.py's RUNTIME_PATHS lists those")
     assert {"handler.py", "zappa_settings.py"} <= tops
     assert not tops & {"boto3", "botocore", "s3transfer", "dns", "pytest", "moto"}
-    assert not [n for n in names if n.endswith(".pyc") or "/tests/" in n]
+    assert not [n for n in names if "/tests/" in n]
     assert {Path(n).stem for n in names
             if n.startswith("babel/locale-data/") and n.endswith(".dat")} \
         == prebuild.BABEL_LOCALES
     for lang in ("en", "zh", "az", "ru"):
         assert f"translations/{lang}/LC_MESSAGES/messages.mo" in names
+
+
+def test_package_ships_bytecode_for_the_runtime_that_lambda_never_checks(package):
+    tag = f"cpython-{prebuild.PYTHON_VERSION.replace('.', '')}"
+    with zipfile.ZipFile(package) as archive:
+        names = set(archive.namelist())
+        pycs = {n for n in names if n.endswith(".pyc")}
+        # Every module has its bytecode, Zappa's root handler.py included.
+        missing = [n for n in names if n.endswith(".py") and n != "zappa_settings.py"
+                   and _pyc_of(n, tag) not in pycs]
+        assert not missing, missing[:10]
+        assert all(f".{tag}.pyc" in n for n in pycs)  # no other Python's bytecode
+        # PEP 552 flags: hash-based (bit 0), source never checked (bit 1 clear); the
+        # zip's 1980 timestamps would make timestamp-based files stale at every start.
+        flags = {int.from_bytes(archive.read(n)[4:8], "little") for n in pycs}
+    assert flags == {0b01}
+
+
+def _pyc_of(module: str, tag: str) -> str:
+    folder, _, name = module.rpartition("/")
+    return f"{folder + '/' if folder else ''}__pycache__/{name[:-3]}.{tag}.pyc"
 
 
 def test_packaged_app_serves_the_form_in_every_language_behind_api_gateway(pages):
@@ -234,10 +260,39 @@ def test_packaged_process_loads_nothing_from_outside_the_package_and_runtime(pag
     assert "elsewhere" not in pages.origins.values(), pages.origins
 
 
-def test_packaged_app_refuses_to_start_on_lambda_without_its_secret(unpacked, moto_endpoint):
+def test_packaged_app_refuses_to_start_on_lambda_without_its_secret(
+        unpacked, moto_endpoint, lambda_aws):
     run = invoke(unpacked, moto_endpoint, page(), secret=None)
     [result] = run.results
-    assert result.error and "SECRET_KEY" in result.error
+    assert result.error and "SECRET_KEY" in result.error and "deploy.secret" in result.error
+
+
+def test_packaged_app_builds_itself_at_init_with_the_key_of_its_stages_ssm_path(
+        unpacked, moto_endpoint, lambda_aws):
+    from deploy import secret
+    from tracker import aws
+
+    ssm = aws.client("ssm")
+    secret.ensure(ssm, ENV["SECRETS_PATH"])
+    run = invoke(unpacked, moto_endpoint, page(), secret=None)
+    [response] = values(run)
+    assert response["statusCode"] == 200 and "csrf_token" in response["body"]
+    # INSTANTIATE_LAMBDA_HANDLER_ON_IMPORT: Zappa's handler built the app during init.
+    assert run.origins["app"] == "package" and "Instancing.." in run.log
+
+
+def test_sns_message_naming_a_function_is_refused_not_run(unpacked, moto_endpoint, lambda_aws):
+    forged = copy.deepcopy(load_event("sns_bounce_permanent.json"))
+    [topic] = [e["event_source"]["arn"] for e in SETTINGS["events"] if "event_source" in e]
+    forged["Records"][0]["Sns"].update(
+        TopicArn=topic, Message=json.dumps({"command": "handlers.followup.run"}))
+    guarded = invoke(unpacked, moto_endpoint, forged)
+    assert values(guarded) == [{"refused": 1}]
+    assert "followups run done" not in guarded.log
+    # Without the guard, Zappa's own handler runs the function the message names.
+    unguarded = invoke(unpacked, moto_endpoint, forged, handler="handler.lambda_handler")
+    [ran] = values(unguarded)
+    assert "sent" in ran and "followups run done" in unguarded.log
 
 
 # The settings themselves, loaded by Zappa offline: no AWS call may happen here.
@@ -295,27 +350,44 @@ def test_stage_settings_are_safe_for_lambda(zappa_stage):
 
     cli, config = zappa_stage, zappa_stage.stage_config
     assert cli.app_function == "app.app"
-    assert cli.runtime == f"python{prebuild.PYTHON_VERSION}" and cli.debug is False
-    assert {"boto3", "botocore", "tests", "__pycache__"} <= set(config["exclude"])
-    assert cli.dead_letter_config["TargetArn"].startswith("arn:aws:sqs:")
+    assert cli.lambda_handler == "handlers.entry.lambda_handler"  # Zappa's, guarded
+    # Every stage shares the runtime the prebuild builds wheels and bytecode for.
+    assert cli.runtime == f"python{prebuild.PYTHON_VERSION}" == "python3.13"
+    assert cli.architecture == prebuild.ARCHITECTURE == "arm64"
+    assert all(p.endswith("_aarch64") for p in prebuild.PLATFORMS)
+    assert cli.debug is False
+    assert {"boto3", "botocore", "tests"} <= set(config["exclude"])
+    # The dead-letter queue is attached by deploy/operations.yaml, which keeps it so.
+    assert not cli.dead_letter_config
     env = cli.environment_variables
-    assert {"TABLE_NAME", "MAIL_FROM", "BASE_URL"} <= set(env)
+    assert {"TABLE_NAME", "MAIL_FROM", "BASE_URL", "SECRETS_PATH"} <= set(env)
     assert env["BASE_URL"].startswith("https://")
-    # Secrets live on the function (python -m deploy.secret), never in this file.
+    assert env["INSTANTIATE_LAMBDA_HANDLER_ON_IMPORT"] == "1"  # the app built during init
+    # Secrets live in SSM (python -m deploy.secret), never in this file.
     assert "SECRET_KEY" not in json.dumps(config)
+    # The role can be assumed by Lambda alone.
+    [trust] = json.loads(cli.zappa.assume_policy)["Statement"]
+    assert trust["Principal"] == {"Service": ["lambda.amazonaws.com"]}
     # A run stops starting work with RESERVE_MILLIS left, and a claimed email's lease
     # must outlive the longest run that could still be sending it.
     assert DEFAULTS["RESERVE_MILLIS"] < cli.timeout_seconds * 1000
     assert cli.timeout_seconds < DEFAULTS["LEASE_SECONDS"]
 
 
-def test_policy_grants_only_the_stages_table_sender_logs_and_dead_letters(zappa_stage):
+def test_policy_grants_only_the_stages_table_sender_secrets_logs_and_dead_letters(
+        zappa_stage):
     cli, stage = zappa_stage, zappa_stage.api_stage
     policy = json.loads(cli.zappa.attach_policy)  # what Zappa puts on the role
     env = cli.environment_variables
-    region, account = cli.dead_letter_config["TargetArn"].split(":")[3:5]
+    [topic] = [e["event_source"]["arn"] for e in cli.stage_config["events"]
+               if "event_source" in e]
+    region, account = topic.split(":")[3:5]
     assert region == cli.aws_region
     arn = f"{region}:{account}"
+    parameters = f"arn:aws:ssm:{arn}:parameter/esim-tracker/{stage}/*"
+    via_ssm = json.dumps({"StringEquals": {"kms:ViaService": f"ssm.{region}.amazonaws.com"},
+                          "StringLike": {"kms:EncryptionContext:PARAMETER_ARN": parameters}},
+                         sort_keys=True)
     granted = {(action, resource, json.dumps(s.get("Condition"), sort_keys=True))
                for s in policy["Statement"] if s["Effect"] == "Allow"
                for action in _listed(s["Action"]) for resource in _listed(s["Resource"])}
@@ -323,14 +395,19 @@ def test_policy_grants_only_the_stages_table_sender_logs_and_dead_letters(zappa_
     logs = f"arn:aws:logs:{arn}:log-group:/aws/lambda/{cli.lambda_name}"
     sender = json.dumps({"StringEquals": {"ses:FromAddress": env["MAIL_FROM"]}})
     assert granted == {
-        *((f"logs:{a}", r, "null") for a in ("CreateLogGroup", "CreateLogStream",
-                                             "PutLogEvents") for r in (logs, logs + ":*")),
+        # The operations stack creates the log group (30-day retention).
+        *((f"logs:{a}", r, "null") for a in ("CreateLogStream", "PutLogEvents")
+          for r in (logs, logs + ":*")),
         *((f"dynamodb:{a}", table, "null") for a in (
             "GetItem", "PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem")),
         ("dynamodb:Query", f"{table}/index/*", "null"),
-        *((f"ses:{a}", f"arn:aws:ses:{arn}:identity/*", sender)
-          for a in ("SendEmail", "SendRawEmail")),
-        ("sqs:SendMessage", cli.dead_letter_config["TargetArn"], "null"),
+        # SES v2's SendEmail, raw MIME included; no ses:SendRawEmail (v1) left.
+        *(("ses:SendEmail", r, sender) for r in (
+            f"arn:aws:ses:{arn}:identity/*",
+            f"arn:aws:ses:{arn}:configuration-set/{env['SES_CONFIGURATION_SET']}")),
+        ("ssm:GetParameters", parameters, "null"),
+        ("kms:Decrypt", f"arn:aws:kms:{arn}:key/*", via_ssm),
+        ("sqs:SendMessage", f"arn:aws:sqs:{arn}:esim-tracker-{stage}-dlq", "null"),
     }
     assert cli.lambda_name == f"esim-tracker-{stage}"
 
@@ -339,27 +416,16 @@ def _listed(value) -> list:
     return value if isinstance(value, list) else [value]
 
 
-def test_secret_is_added_to_the_function_once_and_never_replaced(lambda_aws):
-    from deploy.secret import ensure_secret_key
+def create_function(functions, name: str, variables: dict) -> None:
+    """A function in the emulated account, as an older deploy left it."""
     from tracker import aws
 
-    role = aws.client("iam").create_role(RoleName="esim-tracker-prod-role",
+    role = aws.client("iam").create_role(RoleName=f"{name}-role",
                                          AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     code = io.BytesIO()
     with zipfile.ZipFile(code, "w") as archive:
         archive.writestr("handler.py", "def lambda_handler(event, context):\n    pass\n")
-    functions = aws.client("lambda")
     functions.create_function(
-        FunctionName="esim-tracker-prod", Runtime="python3.11", Role=role,
+        FunctionName=name, Runtime="python3.13", Role=role,
         Handler="handler.lambda_handler", Code={"ZipFile": code.getvalue()},
-        Environment={"Variables": {"SET_BY_HAND": "1"}})
-
-    def variables():
-        config = functions.get_function_configuration(FunctionName="esim-tracker-prod")
-        return config["Environment"]["Variables"]
-
-    assert ensure_secret_key(functions, "esim-tracker-prod") is True
-    first = variables()
-    assert len(first["SECRET_KEY"]) >= 32 and first["SET_BY_HAND"] == "1"
-    assert ensure_secret_key(functions, "esim-tracker-prod") is False
-    assert variables() == first
+        Environment={"Variables": variables})
