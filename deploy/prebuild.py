@@ -26,6 +26,7 @@ Standalone on purpose: Zappa loads this file by its path, outside any package.
 from __future__ import annotations
 
 import atexit
+import functools
 import glob
 import hashlib
 import json
@@ -115,16 +116,21 @@ def build_venv() -> bool:
     return True
 
 
+@functools.cache
 def runtime_python() -> str:
-    """The runtime's own Python (``RUNTIME_PYTHON``, on PATH, or pyenv's); fails without."""
+    """The runtime's own Python (``RUNTIME_PYTHON``, pyenv's, or on PATH); fails without."""
     name = f"python{PYTHON_VERSION}"
     pyenv = subprocess.run(["pyenv", "root"], capture_output=True, text=True) \
         if shutil.which("pyenv") else None
-    found = [os.environ.get("RUNTIME_PYTHON"), shutil.which(name),
+    found = [os.environ.get("RUNTIME_PYTHON"),
              *(sorted(glob.glob(f"{pyenv.stdout.strip()}/versions/{PYTHON_VERSION}.*/bin/"
-                                f"{name}")) if pyenv and pyenv.returncode == 0 else [])]
+                                f"{name}")) if pyenv and pyenv.returncode == 0 else []),
+             shutil.which(name)]
+    wanted = f"import sys; sys.exit('%d.%d' % sys.version_info[:2] != '{PYTHON_VERSION}')"
     for candidate in filter(None, found):
-        return candidate
+        # A pyenv shim exists whether or not it can run this version: ask it.
+        if subprocess.run([candidate, "-c", wanted], capture_output=True).returncode == 0:
+            return candidate
     raise SystemExit(f"prebuild: no {name} to compile bytecode for Lambda's runtime; "
                      f"install it (pyenv install {PYTHON_VERSION}) or set RUNTIME_PYTHON")
 
