@@ -8,6 +8,7 @@ from pathlib import Path
 
 from flask import Flask, has_request_context, render_template, request
 from flask_babel import Babel
+from jinja2 import ChoiceLoader, ModuleLoader
 
 import operators
 from tracker import aws, config, i18n, logs, mail, metrics, policy, security, suppression
@@ -16,6 +17,9 @@ from tracker.followups import Postman
 from tracker.store import Store, StoreError
 
 ROOT = Path(__file__).resolve().parent
+# The templates compiled to Python by deploy/prebuild.py (only in the Lambda package):
+# the first request imports their bytecode instead of lexing, parsing and compiling.
+COMPILED_TEMPLATES = ROOT / "templates_compiled"
 ERRORS = (400, 403, 404, 405, 409, 410, 413, 429, 500)
 
 
@@ -43,6 +47,9 @@ def create_app(overrides: dict | None = None) -> Flask:
         app.register_error_handler(code, _error_page)
     app.register_error_handler(StoreError, _store_unavailable)
     app.jinja_env.globals.update(languages=i18n.NAMES, switch_url=i18n.switch_url)
+    if COMPILED_TEMPLATES.is_dir():
+        app.jinja_env.loader = ChoiceLoader([ModuleLoader(str(COMPILED_TEMPLATES)),
+                                             app.jinja_env.loader])
     app.context_processor(_page_language)
     app.after_request(_count_form_posts)
     security.init_app(app)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import zipfile
@@ -164,15 +165,37 @@ def unpack(zip_path: Path, into: Path) -> Path:
     return into
 
 
-def runtime_folder(into: Path) -> Path:
-    """A folder holding only the runtime's modules, linked from this Python's own."""
-    into.mkdir(parents=True, exist_ok=True)
+def runtime_folder() -> Path:
+    """A folder holding only the runtime's modules, compiled for the runtime's Python.
+
+    Copied once from this Python's own (``dist/lambda-runtime-<version>``, rebuilt when
+    boto3's version changes): Lambda's runtime ships its boto3 with bytecode, so a cold
+    start never compiles botocore, and neither does this one.
+    """
+    from importlib import metadata
+
+    from deploy.prebuild import PYTHON_VERSION, compile_bytecode
+
+    folder = ROOT / "dist" / f"lambda-runtime-{PYTHON_VERSION}-boto3-{metadata.version('boto3')}"
+    if folder.exists():
+        return folder
+    folder.parent.mkdir(exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix="lambda-runtime-", dir=folder.parent))
     for name in RUNTIME_MODULES:
         spec = importlib.util.find_spec(name)
         source = Path(spec.origin)
         source = source.parent if source.name == "__init__.py" else source
-        (into / source.name).symlink_to(source, target_is_directory=source.is_dir())
-    return into
+        if source.is_dir():
+            shutil.copytree(source, building / source.name,
+                            ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, building / source.name)
+    compile_bytecode(building)
+    try:
+        building.rename(folder)
+    except OSError:  # another process got there first
+        shutil.rmtree(building, ignore_errors=True)
+    return folder
 
 
 def runtime_python() -> str:
@@ -208,7 +231,7 @@ def invoke(package: Path, events: list[dict], *, function_name: str, env: dict |
     with tempfile.TemporaryDirectory(prefix="lambda-") as scratch:
         scratch = Path(scratch)
         task = package if package.is_dir() else unpack(package, scratch / "task")
-        runtime = runtime_folder(scratch / "runtime")
+        runtime = runtime_folder()
         environ = lambda_environment(function_name=function_name, region=region,
                                      memory_mb=memory_mb)
         environ.update({"LAMBDA_TASK_ROOT": str(task), "LAMBDA_RUNTIME_DIR": str(runtime),

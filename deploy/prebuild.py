@@ -15,9 +15,10 @@ which
    requirements.txt, this file or those settings change), and drops what the tracker
    never loads: Babel's locale data beyond its four languages, the holidays of every
    country but Azerbaijan, scripts;
-4. compiles the gettext catalogs, and every module to bytecode with the runtime's own
-   Python and ``unchecked-hash`` invalidation: Zappa stamps every zip entry 1980-01-01,
-   so timestamp-checked .pyc files would be ignored, and /var/task never changes;
+4. compiles the gettext catalogs, the Jinja templates to Python modules (so the first
+   request compiles none), and every module to bytecode with the runtime's own Python
+   and ``unchecked-hash`` invalidation: Zappa stamps every zip entry 1980-01-01, so
+   timestamp-checked .pyc files would be ignored, and /var/task never changes;
 5. sets ``VIRTUAL_ENV`` to ``.venv-deploy``, so the zip Zappa builds next is the lean one.
 
 Standalone on purpose: Zappa loads this file by its path, outside any package.
@@ -170,6 +171,22 @@ def export_head(into: Path, root: Path = ROOT) -> Path:
     return into
 
 
+def compile_templates(folder: Path) -> None:
+    """Compile the app's Jinja templates to Python modules (app.py's COMPILED_TEMPLATES).
+
+    With the deploy venv's Jinja under the runtime's Python, and the app's own Jinja
+    environment (its extensions, its autoescaping), so the modules are what the app
+    would compile on its first requests.
+    """
+    script = ("import app, sys\n"
+              "app.app.jinja_env.compile_templates(sys.argv[1], zip=None, "
+              "ignore_errors=False)\n")
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": f"{folder}:{site_packages()}",
+           "SECRET_KEY": "build-only", "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
+    subprocess.run([runtime_python(), "-S", "-B", "-c", script,
+                    str(folder / "templates_compiled")], cwd=folder, env=env, check=True)
+
+
 def zappa_handler_source() -> Path:
     """The handler.py Zappa copies to the zip's root (its own, beside its cli.py)."""
     import zappa.cli
@@ -228,6 +245,7 @@ def clean_tree(command: str) -> Path:
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     export_head(folder)
     compile_catalogs(folder)
+    compile_templates(folder)
     compile_bytecode(folder, extra=(zappa_handler_source(), folder / "__pycache__" /
                                     f"handler.cpython-{PYTHON_VERSION.replace('.', '')}.pyc"))
     return folder
@@ -236,8 +254,8 @@ def clean_tree(command: str) -> Path:
 def lean_venv() -> None:
     """Zappa's prebuild_script: the clean tree and the lean venv are what Zappa zips."""
     command = next((a for a in sys.argv[1:] if a in ("deploy", "update", "package")), "")
-    folder = clean_tree(command)
     rebuilt = build_venv()
+    folder = clean_tree(command)
     os.environ["VIRTUAL_ENV"] = str(VENV)
     # Zappa zips its working directory next (core.create_lambda_zip: Path.cwd()).
     os.chdir(folder)

@@ -197,6 +197,10 @@ def test_package_ships_bytecode_for_the_runtime_that_lambda_never_checks(package
         # zip's 1980 timestamps would make timestamp-based files stale at every start.
         flags = {int.from_bytes(archive.read(n)[4:8], "little") for n in pycs}
     assert flags == {0b01}
+    # The templates too, compiled to Python by the prebuild, then to bytecode.
+    compiled = {n for n in pycs if n.startswith("templates_compiled/")}
+    assert len(compiled) == len([n for n in names if n.startswith("templates/")
+                                 and n.endswith((".html", ".txt"))])
 
 
 def _pyc_of(module: str, tag: str) -> str:
