@@ -246,8 +246,16 @@ def clean_tree(command: str) -> Path:
     export_head(folder)
     compile_catalogs(folder)
     compile_templates(folder)
-    compile_bytecode(folder, extra=(zappa_handler_source(), folder / "__pycache__" /
-                                    f"handler.cpython-{PYTHON_VERSION.replace('.', '')}.pyc"))
+    tag = f"cpython-{PYTHON_VERSION.replace('.', '')}"
+    compile_bytecode(folder, extra=(zappa_handler_source(),
+                                    folder / "__pycache__" / f"handler.{tag}.pyc"))
+    # The compiled templates ship as bytecode alone (their sources are the templates):
+    # a sourceless module beside its name is what the import system loads unchecked.
+    compiled = folder / "templates_compiled"
+    for pyc in (compiled / "__pycache__").glob(f"*.{tag}.pyc"):
+        pyc.rename(compiled / f"{pyc.name.split('.')[0]}.pyc")
+        (compiled / f"{pyc.name.split('.')[0]}.py").unlink()
+    shutil.rmtree(compiled / "__pycache__")
     return folder
 
 
