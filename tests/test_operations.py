@@ -301,3 +301,45 @@ def test_mailer_sends_through_the_configuration_set_it_is_given():
         from_address="a@example.org", to_address="b@example.org", message=message)
     assert sent[0]["ConfigurationSetName"] == "esim-tracker-prod"
     assert "ConfigurationSetName" not in sent[1]
+
+
+def test_redrive_invokes_the_function_with_each_failed_event_then_deletes_it(ssm):
+    from deploy import redrive
+    from tracker import aws
+
+    sqs = aws.client("sqs")
+    schedule = {"detail-type": "Scheduled Event", "time": "2026-12-01T08:00:00Z"}
+    sns = {"Records": [{"Sns": {"Message": "{}"}}]}
+
+    def queue(name: str) -> str:
+        url = sqs.create_queue(QueueName=name)["QueueUrl"]
+        for event in (schedule, sns):
+            sqs.send_message(QueueUrl=url, MessageBody=json.dumps({
+                "requestPayload": event, "responsePayload": {"errorType": "StoreError"}}))
+        return url
+
+    class Lambda:
+        def __init__(self):
+            self.invoked = []
+
+        def invoke(self, **request):
+            self.invoked.append(request)
+
+    functions = Lambda()
+    listed = redrive.redrive(sqs, functions, queue_url=queue("listed"),
+                             function="esim-tracker-prod", send=False)
+    assert sorted(listed) == ["schedule event, failed with StoreError",
+                              "sns event, failed with StoreError"]
+    assert functions.invoked == []
+
+    url = queue("esim-tracker-prod-dlq")
+    sent = redrive.redrive(sqs, functions, queue_url=url, function="esim-tracker-prod",
+                           send=True)
+    assert len(sent) == 2
+    assert {r["FunctionName"] for r in functions.invoked} == {"esim-tracker-prod"}
+    assert {r["InvocationType"] for r in functions.invoked} == {"Event"}
+    payloads = sorted((json.loads(r["Payload"]) for r in functions.invoked), key=str)
+    assert payloads == sorted([schedule, sns], key=str)
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert attributes["ApproximateNumberOfMessages"] == "0"
+    assert attributes["ApproximateNumberOfMessagesNotVisible"] == "0"  # deleted, not hidden
