@@ -79,7 +79,7 @@ for event in spec["events"]:
     except Exception:
         value, error = None, traceback.format_exc()
     results.append({"value": value, "error": error,
-                    "millis": (time.perf_counter() - started) * 1000})
+                    "millis": (time.perf_counter() - started) * 1000, "at": time.time()})
 
 
 import sysconfig
@@ -109,6 +109,7 @@ class Result:
     value: Any
     error: str | None
     millis: float
+    at: float  # the wall clock when it answered (the process goes on to exit after)
 
 
 @dataclass(frozen=True)

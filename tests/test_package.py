@@ -39,8 +39,9 @@ FUNCTION = lambda_runner.function_name(STAGE)
 ADDRESS = "traveller@example.com"  # the address the sample bounce is about
 BAKU = ZoneInfo("Asia/Baku")
 # What the zip must hold of this repository's top level, and nothing else of it.
+# (__pycache__: the zip's root one holds app.py's and Zappa's handler.py's bytecode.)
 RUNTIME_FILES = {"app.py", "handlers", "tracker", "operators", "templates", "static",
-                 "translations"}
+                 "translations", "__pycache__"}
 
 
 @pytest.fixture(scope="module")
