@@ -46,6 +46,10 @@ STAMP = VENV / ".built-from"
 # What of the repository Lambda runs; nothing else of it is packaged.
 RUNTIME_PATHS = ("app.py", "handlers", "tracker", "operators", "templates", "static",
                  "translations")
+# The local sandbox's own modules and pages: never loaded on Lambda, where LOCAL_MODE is
+# always off (tracker/config.py), so never packaged.
+SANDBOX_ONLY = ("tracker/local.py", "tracker/motoserver.py", "tracker/outbox.py",
+                "templates/outbox.html", "templates/outbox_message.html")
 # Files whose uncommitted changes would make a deploy differ from what its author sees.
 WATCHED_PATHS = (*RUNTIME_PATHS, "requirements.txt", "zappa_settings.json", "deploy")
 
@@ -163,11 +167,13 @@ def uncommitted(root: Path = ROOT) -> list[str]:
 
 
 def export_head(into: Path, root: Path = ROOT) -> Path:
-    """The runtime files of the commit HEAD, as ``git archive`` gives them, in ``into``."""
+    """The runtime files of the commit HEAD (``git archive``), less the sandbox's, in ``into``."""
     into.mkdir(parents=True, exist_ok=True)
     archive = subprocess.run(["git", "archive", "--format=tar", "HEAD", "--", *RUNTIME_PATHS],
                              cwd=root, capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    for name in SANDBOX_ONLY:
+        (into / name).unlink(missing_ok=True)
     return into
 
 
