@@ -102,6 +102,7 @@ def run(smoke: bool, endpoint: str) -> list[Row]:
     # Zappa's handler sets from the zip's settings). Without that read, the key given,
     # is measured on its own row: the app's own cost against Flask's.
     ssm_env = {k: v for k, v in stage_env.items() if k != "SECRET_KEY"}
+    key_env = {k: v for k, v in stage_env.items() if k != "SECRETS_PATH"}
     hello_env = dict(APP_ENV, INSTANTIATE_LAMBDA_HANDLER_ON_IMPORT="1")
     _store_secrets(endpoint, settings["environment_variables"]["SECRETS_PATH"])
     event = json.loads(EVENT.read_text())
@@ -110,7 +111,7 @@ def run(smoke: bool, endpoint: str) -> list[Row]:
         folders["tracker-ssm"] = _without_secrets_path(folders["tracker"],
                                                        Path(scratch) / "tracker-ssm")
         setups = {"tracker": (folders["tracker"], ssm_env, settings["lambda_handler"]),
-                  "tracker-ssm": (folders["tracker-ssm"], stage_env, settings["lambda_handler"]),
+                  "tracker-ssm": (folders["tracker-ssm"], key_env, settings["lambda_handler"]),
                   "hello": (folders["hello"], hello_env, "handler.lambda_handler")}
         inside: dict[str, list[dict]] = {name: [] for name in setups}
 
