@@ -343,3 +343,24 @@ def test_redrive_invokes_the_function_with_each_failed_event_then_deletes_it(ssm
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     assert attributes["ApproximateNumberOfMessages"] == "0"
     assert attributes["ApproximateNumberOfMessagesNotVisible"] == "0"  # deleted, not hidden
+
+
+def test_each_catalog_is_read_once_per_process_not_once_per_request(app, monkeypatch):
+    """The tracker's catalogs; Flask-WTF reads WTForms' own small one per request."""
+    from babel import support
+
+    reads = []
+    original = support.Translations.load.__func__
+
+    def counting(cls, dirname=None, locales=None, domain=None):
+        if domain in (None, "messages"):
+            reads.append(str(locales[0]) if locales else None)
+        return original(cls, dirname, locales, domain)
+
+    monkeypatch.setattr(support.Translations, "load", classmethod(counting))
+    client = app.test_client()
+    for _ in range(3):
+        for lang in ("ru", "zh"):
+            assert client.get(f"/?lang={lang}").status_code == 200
+    assert sorted(set(reads)) == ["ru", "zh"]
+    assert len(reads) == len(set(reads)) * len(app.extensions["babel"].translation_directories)
