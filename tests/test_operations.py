@@ -140,6 +140,7 @@ def test_job_run_emits_its_counts_as_one_emf_line(monkeypatch, capsys):
               "throttled": False, "stopped_early": True}
     monkeypatch.setattr(followups, "run", lambda postman, **kw: dict(result))
     monkeypatch.setenv("STAGE", "prod")
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "esim-tracker-prod")
     assert handlers.followup.run({"time": "2026-12-01T08:00:00Z"}, None) == result
     [line] = emf_lines(capsys.readouterr().out)
     [directive] = line["_aws"]["CloudWatchMetrics"]
@@ -162,13 +163,16 @@ def test_a_job_run_that_raises_emits_no_completed_run(monkeypatch, capsys):
         raise RuntimeError("DynamoDB is down")
 
     monkeypatch.setattr(followups, "run", broken)
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "esim-tracker-prod")
     with pytest.raises(RuntimeError):
         handlers.followup.run({}, None)
     assert emf_lines(capsys.readouterr().out) == []
 
 
-def test_each_form_post_counts_as_accepted_or_rejected(client, capsys):
-    capsys.readouterr()
+def test_each_form_post_counts_as_accepted_or_rejected(client, capsys, monkeypatch):
+    client.post("/", data={"email": "not-an-address"})
+    assert emf_lines(capsys.readouterr().out) == []  # off Lambda nobody reads them
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "esim-tracker-dev")
     client.post("/", data={"email": "not-an-address"})
     [rejected] = emf_lines(capsys.readouterr().out)
     assert (rejected["FormAccepted"], rejected["FormRejected"]) == (0, 1)

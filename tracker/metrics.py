@@ -42,8 +42,9 @@ def line(values: dict[str, float], *, now_millis: int, dimensions: dict[str, str
 
 
 def emit(values: dict[str, float], out=None) -> None:
-    """Write one EMF line of ``values`` for this stage (nothing when empty)."""
-    if values:
+    """Write one EMF line of ``values`` for this stage, on Lambda (where CloudWatch reads
+    stdout; the sandbox's and the tests' output stays quiet)."""
+    if values and "AWS_LAMBDA_FUNCTION_NAME" in os.environ:
         text = line(values, now_millis=int(time.time() * 1000), dimensions={"Stage": stage()})
         print(text, file=out or sys.stdout, flush=True)
 
