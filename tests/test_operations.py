@@ -132,6 +132,7 @@ def emf_lines(text: str) -> list[dict]:
 
 
 def test_job_run_emits_its_counts_as_one_emf_line(monkeypatch, capsys):
+    import app  # noqa: F401 - built before the test pretends to be on Lambda
     import handlers.followup
     from tracker import followups
 
@@ -156,6 +157,7 @@ def test_job_run_emits_its_counts_as_one_emf_line(monkeypatch, capsys):
 
 
 def test_a_job_run_that_raises_emits_no_completed_run(monkeypatch, capsys):
+    import app  # noqa: F401 - built before the test pretends to be on Lambda
     import handlers.followup
     from tracker import followups
 
