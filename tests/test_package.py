@@ -344,6 +344,10 @@ def test_zappa_template_of_the_stack_builds_offline(tmp_path):
     methods = [r for r in resources.values() if r["Type"] == "AWS::ApiGateway::Method"]
     assert methods and all(m["Properties"]["Integration"]["Type"] == "AWS_PROXY"
                            for m in methods)
+    # API Gateway invokes the function as the function's own role: hence the role's
+    # trust in apigateway.amazonaws.com and its lambda:InvokeFunction on itself.
+    assert {m["Properties"]["Integration"]["Credentials"] for m in methods} == {
+        "arn:aws:iam::123456789012:role/esim-tracker-prod-ZappaLambdaExecutionRole"}
 
 
 def test_zappa_routes_the_schedule_and_sns_events_to_the_contract_handlers(zappa_stage):
@@ -384,9 +388,12 @@ def test_stage_settings_are_safe_for_lambda(zappa_stage):
     assert env["INSTANTIATE_LAMBDA_HANDLER_ON_IMPORT"] == "1"  # the app built during init
     # Secrets live in SSM (python -m deploy.secret), never in this file.
     assert "SECRET_KEY" not in json.dumps(config)
-    # The role can be assumed by Lambda alone.
+    # Lambda runs as the role; API Gateway assumes it too, because Zappa's REST API
+    # integration names the role as its credentials (core.create_and_setup_methods).
+    # EventBridge and SNS invoke through the function's own permissions, not the role.
     [trust] = json.loads(cli.zappa.assume_policy)["Statement"]
-    assert trust["Principal"] == {"Service": ["lambda.amazonaws.com"]}
+    assert set(trust["Principal"]["Service"]) == {"lambda.amazonaws.com",
+                                                 "apigateway.amazonaws.com"}
     # A run stops starting work with RESERVE_MILLIS left, and a claimed email's lease
     # must outlive the longest run that could still be sending it.
     assert DEFAULTS["RESERVE_MILLIS"] < cli.timeout_seconds * 1000
@@ -427,6 +434,9 @@ def test_policy_grants_only_the_stages_table_sender_secrets_logs_and_dead_letter
         ("ssm:GetParameters", parameters, "null"),
         ("kms:Decrypt", f"arn:aws:kms:{arn}:key/*", via_ssm),
         ("sqs:SendMessage", f"arn:aws:sqs:{arn}:esim-tracker-{stage}-dlq", "null"),
+        # What API Gateway does with the role: invoke this function, nothing else.
+        *(("lambda:InvokeFunction", f"arn:aws:lambda:{arn}:function:{cli.lambda_name}{q}",
+           "null") for q in ("", ":*")),
     }
     assert cli.lambda_name == f"esim-tracker-{stage}"
 
