@@ -176,6 +176,13 @@ def test_package_is_lean_and_holds_only_what_lambda_loads(package):
     assert {"handler.py", "zappa_settings.py"} <= tops
     assert not tops & {"boto3", "botocore", "s3transfer", "dns", "pytest", "moto"}
     assert not [n for n in names if "/tests/" in n]
+    # Compiled extensions for the runtime and the architecture, whatever this machine is
+    # (the runner on x86_64 then uses their pure-Python fallbacks).
+    machine = {"arm64": "aarch64", "x86_64": "x86_64"}[prebuild.ARCHITECTURE]
+    tag = prebuild.PYTHON_VERSION.replace(".", "")
+    extensions = [n for n in names if n.endswith(".so")]
+    assert extensions and all(n.endswith(f".cpython-{tag}-{machine}-linux-gnu.so")
+                              for n in extensions), extensions
     assert not [n for n in names if n.startswith(("tracker/", "templates/"))
                 for sandbox in ("local", "motoserver", "outbox") if f"/{sandbox}." in n
                 or f"/{sandbox}_" in n]
