@@ -44,11 +44,13 @@ soak: $(STAMP) translations dynamodb-local
 	$(BIN)/python -m soak.run $(SOAK)
 
 ## The Lambda zip of a stage, as `zappa update` builds it: make package STAGE=dev
-## (Zappa's prebuild step builds the lean .venv-deploy from requirements.txt alone.)
+## Zappa's prebuild step packages HEAD's committed runtime files (never the working
+## tree's) and the lean .venv-deploy, compiled for the runtime's Python (pyenv's will do).
+## The path is absolute: the prebuild moves Zappa into a temporary folder.
 STAGE ?= dev
-package: $(STAMP) translations
+package: $(STAMP)
 	@mkdir -p dist
-	VIRTUAL_ENV=$(CURDIR)/.venv-deploy $(BIN)/zappa package $(STAGE) -o dist/$(STAGE).zip
+	VIRTUAL_ENV=$(CURDIR)/.venv-deploy $(BIN)/zappa package $(STAGE) -o $(CURDIR)/dist/$(STAGE).zip
 	@$(BIN)/python -c "import os; print('dist/$(STAGE).zip: %.2f MB zipped' % (os.path.getsize('dist/$(STAGE).zip') / 1e6))"
 
 lint: $(STAMP)

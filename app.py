@@ -11,14 +11,29 @@ from pathlib import Path
 
 from flask import Flask, has_request_context, render_template, request
 from flask_babel import Babel
+from jinja2 import ChoiceLoader, ModuleLoader
 
 import operators
-from tracker import aws, config, i18n, logs, mail, policy, security, stats, suppression
+from tracker import (
+    aws,
+    config,
+    i18n,
+    logs,
+    mail,
+    metrics,
+    policy,
+    security,
+    stats,
+    suppression,
+)
 from tracker.emails import compose
 from tracker.followups import Postman
 from tracker.store import Store, StoreError
 
 ROOT = Path(__file__).resolve().parent
+# The templates compiled to Python by deploy/prebuild.py (only in the Lambda package):
+# the first request imports their bytecode instead of lexing, parsing and compiling.
+COMPILED_TEMPLATES = ROOT / "templates_compiled"
 ERRORS = (400, 403, 404, 405, 409, 410, 413, 429, 500)
 
 
@@ -47,14 +62,18 @@ def create_app(overrides: dict | None = None) -> Flask:
 
     app.register_blueprint(web.bp)
     if app.config["LOCAL_MODE"]:
-        from tracker import local
+        from tracker import outbox
 
-        app.register_blueprint(local.bp)
+        app.register_blueprint(outbox.bp)
     for code in ERRORS:
         app.register_error_handler(code, _error_page)
     app.register_error_handler(StoreError, _store_unavailable)
     app.jinja_env.globals.update(languages=i18n.NAMES, switch_url=i18n.switch_url)
+    if COMPILED_TEMPLATES.is_dir():
+        app.jinja_env.loader = ChoiceLoader([ModuleLoader(str(COMPILED_TEMPLATES)),
+                                             app.jinja_env.loader])
     app.context_processor(_page_language)
+    app.after_request(_count_form_posts)
     security.init_app(app)
 
     from tracker import cli
@@ -88,7 +107,8 @@ def _postman(app: Flask) -> Postman:
 
     return Postman(
         store=store,
-        mailer=mail.SesMailer(lambda: aws.client("sesv2", max_attempts=1)),
+        mailer=mail.SesMailer(lambda: aws.client("sesv2", max_attempts=1),
+                              configuration_set=cfg.get("SES_CONFIGURATION_SET")),
         compose=compose, rules_for=rules_for, mail_from=cfg["MAIL_FROM"],
         send_rate=cfg["SEND_RATE"], max_attempts=cfg["MAX_SEND_ATTEMPTS"],
         reserve_millis=cfg["RESERVE_MILLIS"], **_lease_clock(cfg))
@@ -112,6 +132,15 @@ class _LazyTable:
 def _page_language() -> dict:
     """Every page knows its language; emails pass theirs explicitly."""
     return {"lang": i18n.select_locale()} if has_request_context() else {}
+
+
+def _count_form_posts(response):
+    """Each POST of the form is one EMF metric: accepted (303) or rejected (anything else)."""
+    if request.method == "POST" and request.endpoint == "web.form":
+        accepted = response.status_code == 303
+        metrics.emit({metrics.FORM_ACCEPTED: float(accepted),
+                      metrics.FORM_REJECTED: float(not accepted)})
+    return response
 
 
 def _error_page(error):

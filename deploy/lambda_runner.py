@@ -1,14 +1,17 @@
 """Run a Lambda package the way AWS Lambda runs it, offline.
 
-The zip is unpacked into a folder (Lambda's /var/task), and a fresh Python 3.11 with no
-site-packages, whose path holds only that folder and the boto3 that Lambda's runtime
-ships beside it, imports Zappa's ``handler`` and calls ``lambda_handler(event, context)``
-for each event in turn: one process is one container, cold for the first event and
-warm for the rest.
+The zip is unpacked into a folder (Lambda's /var/task), and a fresh Python of the
+runtime's own minor version (zappa_settings.json's ``runtime``, found as the prebuild
+finds it) with no site-packages, whose path holds only that folder and the boto3 that
+Lambda's runtime ships beside it, imports the function's handler (``lambda_handler`` of
+zappa_settings.json) and calls it with each event in turn: one process is one
+container, cold for the first event and warm for the rest. An import that raises is
+an init error: every event gets its traceback, as Lambda answers them.
 
     from deploy.lambda_runner import ensure_package, invoke
     run = invoke(ensure_package("dev"), [event], function_name="esim-tracker-dev",
-                 env={"AWS_ENDPOINT_URL": ..., "SECRET_KEY": ...})
+                 env={**stage_settings("dev")["environment_variables"],
+                      "AWS_ENDPOINT_URL": ..., "SECRET_KEY": ...})
     run.results[0].value, run.results[0].error, run.results[0].millis, run.import_millis
 """
 
@@ -17,8 +20,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
-import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -27,7 +30,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# What Lambda's python3.11 runtime puts on the path besides the package and the stdlib.
+# What Lambda's python runtime puts on the path besides the package and the stdlib.
 RUNTIME_MODULES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3")
 
 # What a package is built from: when any of it is newer than the zip, rebuild.
@@ -35,12 +38,16 @@ SOURCES = ("app.py", "handlers", "tracker", "operators", "templates", "static",
            "translations", "requirements.txt", "zappa_settings.json", "deploy/prebuild.py")
 
 _DRIVER = r"""
-import json, sys, time, traceback, uuid
+import importlib, json, sys, time, traceback, uuid
 
 result_file, task_root, runtime_root = sys.argv[1:4]
 spec = json.load(sys.stdin)
 started = time.perf_counter()
-import handler
+module, name = spec["handler"].rsplit(".", 1)
+try:
+    lambda_handler, init_error = getattr(importlib.import_module(module), name), None
+except Exception:
+    lambda_handler, init_error = None, traceback.format_exc()
 import_millis = (time.perf_counter() - started) * 1000
 
 
@@ -65,12 +72,14 @@ results = []
 for event in spec["events"]:
     context, started = Context(), time.perf_counter()
     try:
+        if init_error:
+            raise RuntimeError(init_error)
         # Lambda hands the result back as JSON; what JSON can't carry is an error there.
-        value, error = json.loads(json.dumps(handler.lambda_handler(event, context))), None
+        value, error = json.loads(json.dumps(lambda_handler(event, context))), None
     except Exception:
         value, error = None, traceback.format_exc()
     results.append({"value": value, "error": error,
-                    "millis": (time.perf_counter() - started) * 1000})
+                    "millis": (time.perf_counter() - started) * 1000, "at": time.time()})
 
 
 import sysconfig
@@ -100,6 +109,7 @@ class Result:
     value: Any
     error: str | None
     millis: float
+    at: float  # the wall clock when it answered (the process goes on to exit after)
 
 
 @dataclass(frozen=True)
@@ -107,7 +117,7 @@ class Run:
     """One process, that is one container, and everything it was asked to handle."""
 
     results: list[Result]
-    import_millis: float  # ``import handler``, the first part of a cold start
+    import_millis: float  # importing the handler (the app with it), a cold start's init
     origins: dict[str, str]  # top-level module -> package|runtime|stdlib|builtin|elsewhere
     log: str  # stdout and stderr, which Lambda sends to CloudWatch
 
@@ -137,7 +147,10 @@ def ensure_package(stage: str = "dev") -> Path:
 
 
 def _newest_source() -> float:
-    newest = 0.0
+    # The zip holds HEAD's files (deploy/prebuild.py): a new commit counts as a change.
+    head = subprocess.run(["git", "log", "-1", "--format=%ct"], cwd=ROOT,
+                          capture_output=True, text=True).stdout.strip()
+    newest = float(head or 0)
     for name in SOURCES:
         path = ROOT / name
         for file in [path] if path.is_file() else path.rglob("*"):
@@ -153,22 +166,53 @@ def unpack(zip_path: Path, into: Path) -> Path:
     return into
 
 
-def runtime_folder(into: Path) -> Path:
-    """A folder holding only the runtime's modules, linked from this Python's own."""
-    into.mkdir(parents=True, exist_ok=True)
+def runtime_folder() -> Path:
+    """A folder holding only the runtime's modules, compiled for the runtime's Python.
+
+    Copied once from this Python's own (``dist/lambda-runtime-<version>``, rebuilt when
+    boto3's version changes): Lambda's runtime ships its boto3 with bytecode, so a cold
+    start never compiles botocore, and neither does this one.
+    """
+    from importlib import metadata
+
+    from deploy.prebuild import PYTHON_VERSION, compile_bytecode
+
+    folder = ROOT / "dist" / f"lambda-runtime-{PYTHON_VERSION}-boto3-{metadata.version('boto3')}"
+    if folder.exists():
+        return folder
+    folder.parent.mkdir(exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix="lambda-runtime-", dir=folder.parent))
     for name in RUNTIME_MODULES:
         spec = importlib.util.find_spec(name)
         source = Path(spec.origin)
         source = source.parent if source.name == "__init__.py" else source
-        (into / source.name).symlink_to(source, target_is_directory=source.is_dir())
-    return into
+        if source.is_dir():
+            shutil.copytree(source, building / source.name,
+                            ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, building / source.name)
+    compile_bytecode(building)
+    try:
+        building.rename(folder)
+    except OSError:  # another process got there first
+        shutil.rmtree(building, ignore_errors=True)
+    return folder
+
+
+def runtime_python() -> str:
+    """The interpreter of the runtime's own minor version (deploy/prebuild.py finds it)."""
+    from deploy.prebuild import runtime_python
+
+    return runtime_python()
 
 
 def lambda_environment(*, function_name: str, region: str, memory_mb: int) -> dict:
-    """The variables Lambda's python3.11 runtime sets (and nothing from this shell)."""
+    """The variables Lambda's python runtime sets (and nothing from this shell)."""
+    from deploy.prebuild import PYTHON_VERSION
+
     return {
         "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "en_US.UTF-8", "TZ": ":UTC",
-        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11", "AWS_REGION": region,
+        "AWS_EXECUTION_ENV": f"AWS_Lambda_python{PYTHON_VERSION}", "AWS_REGION": region,
         "AWS_DEFAULT_REGION": region, "AWS_LAMBDA_FUNCTION_NAME": function_name,
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_mb),
@@ -177,28 +221,31 @@ def lambda_environment(*, function_name: str, region: str, memory_mb: int) -> di
 
 
 def invoke(package: Path, events: list[dict], *, function_name: str, env: dict | None = None,
-           region: str = "eu-central-1", memory_mb: int = 512,
-           timeout_seconds: int = 60, python: str = sys.executable) -> Run:
-    """Call ``lambda_handler`` with each event in one fresh process; see the module doc.
+           region: str = "eu-central-1", memory_mb: int = 512, timeout_seconds: int = 60,
+           handler: str = "handler.lambda_handler", python: str | None = None) -> Run:
+    """Call ``handler`` with each event in one fresh process; see the module doc.
 
     ``package`` is the zip or a folder already unpacked; ``env`` is added to Lambda's
-    own variables (the endpoint, credentials and secrets a test or benchmark needs).
+    own variables (the function's own, and the endpoint, credentials and secrets a test
+    or benchmark needs); ``python`` defaults to the runtime's.
     """
     with tempfile.TemporaryDirectory(prefix="lambda-") as scratch:
         scratch = Path(scratch)
         task = package if package.is_dir() else unpack(package, scratch / "task")
-        runtime = runtime_folder(scratch / "runtime")
+        runtime = runtime_folder()
         environ = lambda_environment(function_name=function_name, region=region,
                                      memory_mb=memory_mb)
         environ.update({"LAMBDA_TASK_ROOT": str(task), "LAMBDA_RUNTIME_DIR": str(runtime),
                         "PYTHONPATH": os.pathsep.join([str(task), str(runtime)])})
         environ.update(env or {})
         spec = {"events": events, "function_name": function_name, "region": region,
-                "memory_mb": memory_mb, "timeout_seconds": timeout_seconds}
+                "memory_mb": memory_mb, "timeout_seconds": timeout_seconds,
+                "handler": handler}
         result_file = scratch / "results.json"
         # -S: no site-packages at all; -B: /var/task is read-only, so no bytecode.
         done = subprocess.run(
-            [python, "-S", "-B", "-c", _DRIVER, str(result_file), str(task), str(runtime)],
+            [python or runtime_python(), "-S", "-B", "-c", _DRIVER, str(result_file), str(task),
+             str(runtime)],
             input=json.dumps(spec), cwd=task, env=environ, text=True,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             timeout=timeout_seconds * max(1, len(events)) + 60)

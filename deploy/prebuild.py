@@ -1,27 +1,41 @@
-"""Zappa's ``prebuild_script``: build the lean deploy virtualenv and point Zappa at it.
+"""Zappa's ``prebuild_script``: package the committed tree and the lean deploy virtualenv.
 
-Zappa zips whichever virtualenv is active, and the development one holds moto,
-Playwright, pytest and Zappa's own dependencies. Before every ``zappa package``,
-``deploy`` and ``update`` Zappa calls ``lean_venv()``, which
+Zappa zips the current folder with a deny-list and whichever virtualenv is active.
+Before every ``zappa package``, ``deploy`` and ``update`` Zappa calls ``lean_venv()``,
+which
 
-1. builds ``.venv-deploy`` from requirements.txt alone, plus the four modules of Zappa
-   its Lambda handler imports, as Linux x86_64 wheels for Lambda's Python whatever the
-   machine (rebuilt only when requirements.txt or this file change);
-2. drops what the tracker never loads: Babel's locale data beyond its four languages,
-   the holidays of every country but Azerbaijan, scripts;
-3. compiles the gettext catalogs (the .mo files are not in git);
-4. sets ``VIRTUAL_ENV`` to ``.venv-deploy``, so the zip Zappa builds next is the lean one.
+1. refuses a ``deploy`` or ``update`` while the runtime files have uncommitted or
+   untracked changes (``package`` only warns): what goes live is what is committed;
+2. exports ``git archive HEAD`` of the runtime files alone (``RUNTIME_PATHS``) into a
+   temporary folder and makes it the working directory Zappa zips, so nothing else of
+   the working tree (a ``.env``, an editor folder, a scratch file) can ship;
+3. builds ``.venv-deploy`` from requirements.txt alone, plus the four modules of Zappa
+   its Lambda handler imports, as wheels for the runtime's Python and the
+   ``architecture`` of zappa_settings.json whatever the machine (rebuilt only when
+   requirements.txt, this file or those settings change), and drops what the tracker
+   never loads: Babel's locale data beyond its four languages, the holidays of every
+   country but Azerbaijan, scripts;
+4. compiles the gettext catalogs, the Jinja templates to Python modules (so the first
+   request compiles none), and every module to bytecode with the runtime's own Python
+   and ``unchecked-hash`` invalidation: Zappa stamps every zip entry 1980-01-01, so
+   timestamp-checked .pyc files would be ignored, and /var/task never changes;
+5. sets ``VIRTUAL_ENV`` to ``.venv-deploy``, so the zip Zappa builds next is the lean one.
 
 Standalone on purpose: Zappa loads this file by its path, outside any package.
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
+import glob
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from importlib import metadata
 from pathlib import Path
 
@@ -29,9 +43,28 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv-deploy"
 STAMP = VENV / ".built-from"
 
-# Lambda's runtime (zappa_settings.json: "runtime": "python3.11", x86_64).
-PYTHON_VERSION = "3.11"
-PLATFORM = "manylinux2014_x86_64"
+# What of the repository Lambda runs; nothing else of it is packaged.
+RUNTIME_PATHS = ("app.py", "handlers", "tracker", "operators", "templates", "static",
+                 "translations")
+# The local sandbox's own modules and pages: never loaded on Lambda, where LOCAL_MODE is
+# always off (tracker/config.py), so never packaged.
+SANDBOX_ONLY = ("tracker/local.py", "tracker/motoserver.py", "tracker/outbox.py",
+                "templates/outbox.html", "templates/outbox_message.html")
+# Files whose uncommitted changes would make a deploy differ from what its author sees.
+WATCHED_PATHS = (*RUNTIME_PATHS, "requirements.txt", "zappa_settings.json", "deploy")
+
+
+def _settings() -> dict:
+    """The settings every stage shares (tests/test_package.py checks they agree)."""
+    return json.loads((ROOT / "zappa_settings.json").read_text())["dev"]
+
+
+# Lambda's runtime and architecture, from zappa_settings.json ("python3.13", "arm64").
+PYTHON_VERSION = _settings()["runtime"].removeprefix("python")
+ARCHITECTURE = _settings().get("architecture", "x86_64")
+# manylinux 2.28 wheels run on Amazon Linux 2023 (glibc 2.34); 2014 for older projects.
+PLATFORMS = tuple(f"manylinux{tag}_{'aarch64' if ARCHITECTURE == 'arm64' else 'x86_64'}"
+                  for tag in ("_2_28", "2014"))
 
 # The Babel locales the app formats dates in, with the parents Babel loads under them:
 # en, zh (as zh_Hans_CN), az, ru, and en_US for Babel's default locale (LANG on Lambda).
@@ -56,6 +89,7 @@ def fingerprint() -> str:
     digest = hashlib.sha256()
     digest.update((ROOT / "requirements.txt").read_bytes())
     digest.update(Path(__file__).read_bytes())
+    digest.update(f"{PYTHON_VERSION} {ARCHITECTURE}".encode())
     for name in HANDLER_DISTRIBUTIONS:
         digest.update(f"{name}=={metadata.version(name)}".encode())
     return digest.hexdigest()
@@ -64,7 +98,8 @@ def fingerprint() -> str:
 def _pip(*args: str) -> None:
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         "--no-compile", "--target", str(site_packages()), "--platform", PLATFORM,
+         "--no-compile", "--target", str(site_packages()),
+         *(arg for platform in PLATFORMS for arg in ("--platform", platform)),
          "--implementation", "cp", "--python-version", PYTHON_VERSION,
          "--only-binary=:all:", *args], check=True)
 
@@ -81,8 +116,88 @@ def build_venv() -> bool:
     shutil.rmtree(site_packages() / "bin", ignore_errors=True)  # console scripts
     _pip("--no-deps", *(f"{n}=={metadata.version(n)}" for n in HANDLER_DISTRIBUTIONS))
     prune(site_packages())
+    compile_bytecode(site_packages())
     STAMP.write_text(wanted)
     return True
+
+
+@functools.cache
+def runtime_python() -> str:
+    """The runtime's own Python (``RUNTIME_PYTHON``, pyenv's, or on PATH); fails without."""
+    name = f"python{PYTHON_VERSION}"
+    pyenv = subprocess.run(["pyenv", "root"], capture_output=True, text=True) \
+        if shutil.which("pyenv") else None
+    found = [os.environ.get("RUNTIME_PYTHON"),
+             *(sorted(glob.glob(f"{pyenv.stdout.strip()}/versions/{PYTHON_VERSION}.*/bin/"
+                                f"{name}")) if pyenv and pyenv.returncode == 0 else []),
+             shutil.which(name)]
+    wanted = f"import sys; sys.exit('%d.%d' % sys.version_info[:2] != '{PYTHON_VERSION}')"
+    for candidate in filter(None, found):
+        # A pyenv shim exists whether or not it can run this version: ask it.
+        if subprocess.run([candidate, "-c", wanted], capture_output=True).returncode == 0:
+            return candidate
+    raise SystemExit(f"prebuild: no {name} to compile bytecode for Lambda's runtime; "
+                     f"install it (pyenv install {PYTHON_VERSION}) or set RUNTIME_PYTHON")
+
+
+def compile_bytecode(folder: Path, *, extra: tuple[Path, Path] | None = None) -> None:
+    """Compile every module under ``folder`` for the runtime, hash-stamped, unchecked.
+
+    ``extra`` is one (source, pyc) pair compiled beside it: Zappa's handler.py, which
+    Zappa copies to the zip's root after this step.
+    """
+    script = ("import compileall, py_compile, sys\n"
+              "mode = py_compile.PycInvalidationMode.UNCHECKED_HASH\n"
+              "ok = compileall.compile_dir(sys.argv[1], quiet=2, workers=0, "
+              "invalidation_mode=mode)\n"
+              "if len(sys.argv) > 2:\n"
+              "    py_compile.compile(sys.argv[2], cfile=sys.argv[3], doraise=True, "
+              "invalidation_mode=mode)\n"
+              "sys.exit(0 if ok else 1)\n")
+    args = [str(folder), *(map(str, extra) if extra else ())]
+    subprocess.run([runtime_python(), "-c", script, *args], check=True)
+
+
+def uncommitted(root: Path = ROOT) -> list[str]:
+    """Changed or untracked (not ignored) files under the watched paths, as git lists them."""
+    done = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all", "--", *WATCHED_PATHS],
+        cwd=root, capture_output=True, text=True, check=True)
+    return [line[3:] for line in done.stdout.splitlines()]
+
+
+def export_head(into: Path, root: Path = ROOT) -> Path:
+    """The runtime files of the commit HEAD (``git archive``), less the sandbox's, in ``into``."""
+    into.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "archive", "--format=tar", "HEAD", "--", *RUNTIME_PATHS],
+                             cwd=root, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    for name in SANDBOX_ONLY:
+        (into / name).unlink(missing_ok=True)
+    return into
+
+
+def compile_templates(folder: Path) -> None:
+    """Compile the app's Jinja templates to Python modules (app.py's COMPILED_TEMPLATES).
+
+    With the deploy venv's Jinja under the runtime's Python, and the app's own Jinja
+    environment (its extensions, its autoescaping), so the modules are what the app
+    would compile on its first requests.
+    """
+    script = ("import app, sys\n"
+              "app.app.jinja_env.compile_templates(sys.argv[1], zip=None, "
+              "ignore_errors=False)\n")
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": f"{folder}:{site_packages()}",
+           "SECRET_KEY": "build-only", "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
+    subprocess.run([runtime_python(), "-S", "-B", "-c", script,
+                    str(folder / "templates_compiled")], cwd=folder, env=env, check=True)
+
+
+def zappa_handler_source() -> Path:
+    """The handler.py Zappa copies to the zip's root (its own, beside its cli.py)."""
+    import zappa.cli
+
+    return Path(zappa.cli.__file__).resolve().parent / "handler.py"
 
 
 def prune(packages: Path) -> None:
@@ -105,13 +220,13 @@ def prune(packages: Path) -> None:
             shutil.rmtree(language)
 
 
-def compile_catalogs() -> list[Path]:
+def compile_catalogs(root: Path = ROOT) -> list[Path]:
     """Compile every catalog whose .mo is missing or older (``make translations``)."""
     from babel.messages.mofile import write_mo
     from babel.messages.pofile import read_po
 
     compiled = []
-    for po in sorted(ROOT.glob("translations/*/LC_MESSAGES/messages.po")):
+    for po in sorted(root.glob("translations/*/LC_MESSAGES/messages.po")):
         mo = po.with_suffix(".mo")
         if mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime:
             continue
@@ -123,10 +238,40 @@ def compile_catalogs() -> list[Path]:
     return compiled
 
 
+def clean_tree(command: str) -> Path:
+    """Refuse to deploy uncommitted work; export HEAD's runtime files; return the folder."""
+    changed = uncommitted()
+    if changed and command in ("deploy", "update"):
+        raise SystemExit("prebuild: refusing to deploy uncommitted or untracked files "
+                         f"(commit or stash them first): {', '.join(changed[:10])}")
+    if changed:
+        print(f"prebuild: packaging HEAD; not in it: {', '.join(changed[:10])}",
+              file=sys.stderr)
+    folder = Path(tempfile.mkdtemp(prefix="esim-tracker-build-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    export_head(folder)
+    compile_catalogs(folder)
+    compile_templates(folder)
+    tag = f"cpython-{PYTHON_VERSION.replace('.', '')}"
+    compile_bytecode(folder, extra=(zappa_handler_source(),
+                                    folder / "__pycache__" / f"handler.{tag}.pyc"))
+    # The compiled templates ship as bytecode alone (their sources are the templates):
+    # a sourceless module beside its name is what the import system loads unchecked.
+    compiled = folder / "templates_compiled"
+    for pyc in (compiled / "__pycache__").glob(f"*.{tag}.pyc"):
+        pyc.rename(compiled / f"{pyc.name.split('.')[0]}.pyc")
+        (compiled / f"{pyc.name.split('.')[0]}.py").unlink()
+    shutil.rmtree(compiled / "__pycache__")
+    return folder
+
+
 def lean_venv() -> None:
-    """Zappa's prebuild_script: make the lean venv current and the one Zappa zips."""
+    """Zappa's prebuild_script: the clean tree and the lean venv are what Zappa zips."""
+    command = next((a for a in sys.argv[1:] if a in ("deploy", "update", "package")), "")
     rebuilt = build_venv()
-    compile_catalogs()
+    folder = clean_tree(command)
     os.environ["VIRTUAL_ENV"] = str(VENV)
-    print(f"prebuild: packaging {VENV.name} ({'rebuilt' if rebuilt else 'current'})",
-          file=sys.stderr)
+    # Zappa zips its working directory next (core.create_lambda_zip: Path.cwd()).
+    os.chdir(folder)
+    print(f"prebuild: packaging HEAD's runtime files and {VENV.name} "
+          f"({'rebuilt' if rebuilt else 'current'})", file=sys.stderr)

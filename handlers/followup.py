@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from tracker import followups
+from tracker import followups, metrics
 from tracker.cli import parse_instant
 
 
@@ -16,4 +16,6 @@ def run(event, context):
     now = parse_instant(when) if when else datetime.now(UTC)
     time_left = getattr(context, "get_remaining_time_in_millis", None)
     with app.app_context():
-        return followups.run(app.extensions["tracker"], now=now, time_left_millis=time_left)
+        result = followups.run(app.extensions["tracker"], now=now, time_left_millis=time_left)
+    metrics.emit(metrics.job_values(result))  # a run that raised emits nothing: alarmed
+    return result

@@ -12,6 +12,7 @@ import base64
 import copy
 import io
 import json
+import os
 import re
 import subprocess
 import urllib.request
@@ -38,8 +39,9 @@ FUNCTION = lambda_runner.function_name(STAGE)
 ADDRESS = "traveller@example.com"  # the address the sample bounce is about
 BAKU = ZoneInfo("Asia/Baku")
 # What the zip must hold of this repository's top level, and nothing else of it.
+# (__pycache__: the zip's root one holds app.py's and Zappa's handler.py's bytecode.)
 RUNTIME_FILES = {"app.py", "handlers", "tracker", "operators", "templates", "static",
-                 "translations"}
+                 "translations", "__pycache__"}
 
 
 @pytest.fixture(scope="module")
@@ -65,16 +67,21 @@ def lambda_aws(moto_endpoint):
 
 
 def invoke(unpacked: Path, moto_endpoint: str, *events: dict,
-           secret: str | None = "package-test-secret") -> lambda_runner.Run:
-    """Invoke the package with events in one fresh process (one container)."""
-    env = {"AWS_ENDPOINT_URL": moto_endpoint, "AWS_ACCESS_KEY_ID": "testing",
+           secret: str | None = "package-test-secret",
+           handler: str = SETTINGS["lambda_handler"]) -> lambda_runner.Run:
+    """Invoke the package with events in one fresh process (one container).
+
+    The function's own variables are set as Lambda sets them, SECRETS_PATH included:
+    the SSM parameters a test stores win over ``secret``.
+    """
+    env = {**ENV, "AWS_ENDPOINT_URL": moto_endpoint, "AWS_ACCESS_KEY_ID": "testing",
            "AWS_SECRET_ACCESS_KEY": "testing"}
     if secret:
         env["SECRET_KEY"] = secret
     return lambda_runner.invoke(
         unpacked, list(events), function_name=FUNCTION, env=env,
         region=SETTINGS["aws_region"], memory_mb=SETTINGS["memory_size"],
-        timeout_seconds=SETTINGS["timeout_seconds"])
+        timeout_seconds=SETTINGS["timeout_seconds"], handler=handler)
 
 
 def values(run: lambda_runner.Run) -> list:
@@ -160,19 +167,59 @@ def translated(lang: str, text: str) -> str:
 def test_package_is_lean_and_holds_only_what_lambda_loads(package):
     with zipfile.ZipFile(package) as archive:
         names = archive.namelist()
-    assert package.stat().st_size < 5_000_000
+    # Bytecode for every module roughly doubles it (README, Benchmarks); Lambda takes 50 MB.
+    assert package.stat().st_size < 7_500_000
     tops = {name.split("/")[0] for name in names}
     for entry in (p.name for p in ROOT.iterdir()):
         assert (entry in tops) == (entry in RUNTIME_FILES), (
-            f"{entry}: list it in zappa_settings.json's exclude, or in RUNTIME_FILES")
+            f"{entry}: not a runtime file; deploy/prebuild.py's RUNTIME_PATHS lists those")
     assert {"handler.py", "zappa_settings.py"} <= tops
     assert not tops & {"boto3", "botocore", "s3transfer", "dns", "pytest", "moto"}
-    assert not [n for n in names if n.endswith(".pyc") or "/tests/" in n]
+    assert not [n for n in names if "/tests/" in n]
+    # Compiled extensions for the runtime and the architecture, whatever this machine is
+    # (the runner on x86_64 then uses their pure-Python fallbacks).
+    machine = {"arm64": "aarch64", "x86_64": "x86_64"}[prebuild.ARCHITECTURE]
+    tag = prebuild.PYTHON_VERSION.replace(".", "")
+    extensions = [n for n in names if n.endswith(".so")]
+    assert extensions and all(n.endswith(f".cpython-{tag}-{machine}-linux-gnu.so")
+                              for n in extensions), extensions
+    assert not [n for n in names if n.startswith(("tracker/", "templates/"))
+                for sandbox in ("local", "motoserver", "outbox") if f"/{sandbox}." in n
+                or f"/{sandbox}_" in n]
     assert {Path(n).stem for n in names
             if n.startswith("babel/locale-data/") and n.endswith(".dat")} \
         == prebuild.BABEL_LOCALES
     for lang in ("en", "zh", "az", "ru"):
         assert f"translations/{lang}/LC_MESSAGES/messages.mo" in names
+
+
+def test_package_ships_bytecode_for_the_runtime_that_lambda_never_checks(package):
+    tag = f"cpython-{prebuild.PYTHON_VERSION.replace('.', '')}"
+    with zipfile.ZipFile(package) as archive:
+        names = set(archive.namelist())
+        pycs = {n for n in names if n.endswith(".pyc")}
+        # Every module has its bytecode, Zappa's root handler.py included; Zappa adds
+        # the settings module and empty __init__.py files (some in __pycache__) after.
+        missing = [n for n in names if n.endswith(".py") and n != "zappa_settings.py"
+                   and archive.getinfo(n).file_size and _pyc_of(n, tag) not in pycs]
+        assert not missing, missing[:10]
+        # No other Python's bytecode (the compiled templates' magic number says theirs).
+        assert all(f".{tag}.pyc" in n for n in pycs if not n.startswith("templates_compiled/"))
+        magic = {archive.read(n)[:4] for n in pycs}
+        assert len(magic) == 1
+        # PEP 552 flags: hash-based (bit 0), source never checked (bit 1 clear); the
+        # zip's 1980 timestamps would make timestamp-based files stale at every start.
+        flags = {int.from_bytes(archive.read(n)[4:8], "little") for n in pycs}
+    assert flags == {0b01}
+    # The templates too, compiled to Python by the prebuild, then to bytecode.
+    compiled = {n for n in pycs if n.startswith("templates_compiled/")}
+    assert len(compiled) == len([n for n in names if n.startswith("templates/")
+                                 and n.endswith((".html", ".txt"))])
+
+
+def _pyc_of(module: str, tag: str) -> str:
+    folder, _, name = module.rpartition("/")
+    return f"{folder + '/' if folder else ''}__pycache__/{name[:-3]}.{tag}.pyc"
 
 
 def test_packaged_app_serves_the_form_in_every_language_behind_api_gateway(pages):
@@ -238,10 +285,44 @@ def test_packaged_process_loads_nothing_from_outside_the_package_and_runtime(pag
     assert "elsewhere" not in pages.origins.values(), pages.origins
 
 
-def test_packaged_app_refuses_to_start_on_lambda_without_its_secret(unpacked, moto_endpoint):
+def test_packaged_app_refuses_to_start_on_lambda_without_its_secret(
+        unpacked, moto_endpoint, lambda_aws):
     run = invoke(unpacked, moto_endpoint, page(), secret=None)
     [result] = run.results
-    assert result.error and "SECRET_KEY" in result.error
+    assert result.error and "SECRET_KEY" in result.error and "deploy.secret" in result.error
+
+
+def test_first_deploy_after_the_secret_command_answers_zappas_status_check_and_runs_the_job(
+        unpacked, moto_endpoint, lambda_aws):
+    """What `zappa deploy` does after creating the function: Zappa's schedule fires the
+    job, and its status check (cli.touch_endpoint) GETs / and raises on any 5xx."""
+    from deploy import secret
+    from tracker import aws
+
+    ssm = aws.client("ssm")
+    secret.ensure(ssm, ENV["SECRETS_PATH"])
+    run = invoke(unpacked, moto_endpoint, page(), schedule_at(tomorrow_morning_in_baku()),
+                 secret=None)
+    response, job = values(run)
+    assert response["statusCode"] == 200 and "csrf_token" in response["body"]
+    assert job["sent"] == 0 and job["errors"] == 0
+    assert '"JobRunCompleted":1' in run.log  # its EMF line
+    # INSTANTIATE_LAMBDA_HANDLER_ON_IMPORT: Zappa's handler built the app during init.
+    assert run.origins["app"] == "package" and "Instancing.." in run.log
+
+
+def test_sns_message_naming_a_function_is_refused_not_run(unpacked, moto_endpoint, lambda_aws):
+    forged = copy.deepcopy(load_event("sns_bounce_permanent.json"))
+    [topic] = [e["event_source"]["arn"] for e in SETTINGS["events"] if "event_source" in e]
+    forged["Records"][0]["Sns"].update(
+        TopicArn=topic, Message=json.dumps({"command": "handlers.followup.run"}))
+    guarded = invoke(unpacked, moto_endpoint, forged)
+    assert values(guarded) == [{"refused": 1}]
+    assert "followups run done" not in guarded.log
+    # Without the guard, Zappa's own handler runs the function the message names.
+    unguarded = invoke(unpacked, moto_endpoint, forged, handler="handler.lambda_handler")
+    [ran] = values(unguarded)
+    assert "sent" in ran and "followups run done" in unguarded.log
 
 
 # The settings themselves, loaded by Zappa offline: no AWS call may happen here.
@@ -274,6 +355,10 @@ def test_zappa_template_of_the_stack_builds_offline(tmp_path):
     methods = [r for r in resources.values() if r["Type"] == "AWS::ApiGateway::Method"]
     assert methods and all(m["Properties"]["Integration"]["Type"] == "AWS_PROXY"
                            for m in methods)
+    # API Gateway invokes the function as the function's own role: hence the role's
+    # trust in apigateway.amazonaws.com and its lambda:InvokeFunction on itself.
+    assert {m["Properties"]["Integration"]["Credentials"] for m in methods} == {
+        "arn:aws:iam::123456789012:role/esim-tracker-prod-ZappaLambdaExecutionRole"}
 
 
 def test_zappa_routes_the_schedule_and_sns_events_to_the_contract_handlers(zappa_stage):
@@ -299,27 +384,47 @@ def test_stage_settings_are_safe_for_lambda(zappa_stage):
 
     cli, config = zappa_stage, zappa_stage.stage_config
     assert cli.app_function == "app.app"
-    assert cli.runtime == f"python{prebuild.PYTHON_VERSION}" and cli.debug is False
-    assert {"boto3", "botocore", "tests", "__pycache__"} <= set(config["exclude"])
-    assert cli.dead_letter_config["TargetArn"].startswith("arn:aws:sqs:")
+    assert cli.lambda_handler == "handlers.entry.lambda_handler"  # Zappa's, guarded
+    # Every stage shares the runtime the prebuild builds wheels and bytecode for.
+    assert cli.runtime == f"python{prebuild.PYTHON_VERSION}" == "python3.13"
+    assert cli.architecture == prebuild.ARCHITECTURE == "arm64"
+    assert all(p.endswith("_aarch64") for p in prebuild.PLATFORMS)
+    assert cli.debug is False
+    assert {"boto3", "botocore", "tests"} <= set(config["exclude"])
+    # The dead-letter queue is attached by deploy/operations.yaml, which keeps it so.
+    assert not cli.dead_letter_config
     env = cli.environment_variables
-    assert {"TABLE_NAME", "MAIL_FROM", "BASE_URL"} <= set(env)
+    assert {"TABLE_NAME", "MAIL_FROM", "BASE_URL", "SECRETS_PATH"} <= set(env)
     assert env["BASE_URL"].startswith("https://")
-    # Secrets live on the function (python -m deploy.secret), never in this file.
+    assert env["INSTANTIATE_LAMBDA_HANDLER_ON_IMPORT"] == "1"  # the app built during init
+    # Secrets live in SSM (python -m deploy.secret), never in this file.
     assert "SECRET_KEY" not in json.dumps(config)
+    # Lambda runs as the role; API Gateway assumes it too, because Zappa's REST API
+    # integration names the role as its credentials (core.create_and_setup_methods).
+    # EventBridge and SNS invoke through the function's own permissions, not the role.
+    [trust] = json.loads(cli.zappa.assume_policy)["Statement"]
+    assert set(trust["Principal"]["Service"]) == {"lambda.amazonaws.com",
+                                                 "apigateway.amazonaws.com"}
     # A run stops starting work with RESERVE_MILLIS left, and a claimed email's lease
     # must outlive the longest run that could still be sending it.
     assert DEFAULTS["RESERVE_MILLIS"] < cli.timeout_seconds * 1000
     assert cli.timeout_seconds < DEFAULTS["LEASE_SECONDS"]
 
 
-def test_policy_grants_only_the_stages_table_sender_logs_and_dead_letters(zappa_stage):
+def test_policy_grants_only_the_stages_table_sender_secrets_logs_and_dead_letters(
+        zappa_stage):
     cli, stage = zappa_stage, zappa_stage.api_stage
     policy = json.loads(cli.zappa.attach_policy)  # what Zappa puts on the role
     env = cli.environment_variables
-    region, account = cli.dead_letter_config["TargetArn"].split(":")[3:5]
+    [topic] = [e["event_source"]["arn"] for e in cli.stage_config["events"]
+               if "event_source" in e]
+    region, account = topic.split(":")[3:5]
     assert region == cli.aws_region
     arn = f"{region}:{account}"
+    parameters = f"arn:aws:ssm:{arn}:parameter/esim-tracker/{stage}/*"
+    via_ssm = json.dumps({"StringEquals": {"kms:ViaService": f"ssm.{region}.amazonaws.com"},
+                          "StringLike": {"kms:EncryptionContext:PARAMETER_ARN": parameters}},
+                         sort_keys=True)
     granted = {(action, resource, json.dumps(s.get("Condition"), sort_keys=True))
                for s in policy["Statement"] if s["Effect"] == "Allow"
                for action in _listed(s["Action"]) for resource in _listed(s["Resource"])}
@@ -327,14 +432,22 @@ def test_policy_grants_only_the_stages_table_sender_logs_and_dead_letters(zappa_
     logs = f"arn:aws:logs:{arn}:log-group:/aws/lambda/{cli.lambda_name}"
     sender = json.dumps({"StringEquals": {"ses:FromAddress": env["MAIL_FROM"]}})
     assert granted == {
-        *((f"logs:{a}", r, "null") for a in ("CreateLogGroup", "CreateLogStream",
-                                             "PutLogEvents") for r in (logs, logs + ":*")),
+        # The operations stack creates the log group (30-day retention).
+        *((f"logs:{a}", r, "null") for a in ("CreateLogStream", "PutLogEvents")
+          for r in (logs, logs + ":*")),
         *((f"dynamodb:{a}", table, "null") for a in (
             "GetItem", "PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem")),
         ("dynamodb:Query", f"{table}/index/*", "null"),
-        *((f"ses:{a}", f"arn:aws:ses:{arn}:identity/*", sender)
-          for a in ("SendEmail", "SendRawEmail")),
-        ("sqs:SendMessage", cli.dead_letter_config["TargetArn"], "null"),
+        # SES v2's SendEmail, raw MIME included; no ses:SendRawEmail (v1) left.
+        *(("ses:SendEmail", r, sender) for r in (
+            f"arn:aws:ses:{arn}:identity/*",
+            f"arn:aws:ses:{arn}:configuration-set/{env['SES_CONFIGURATION_SET']}")),
+        ("ssm:GetParameters", parameters, "null"),
+        ("kms:Decrypt", f"arn:aws:kms:{arn}:key/*", via_ssm),
+        ("sqs:SendMessage", f"arn:aws:sqs:{arn}:esim-tracker-{stage}-dlq", "null"),
+        # What API Gateway does with the role: invoke this function, nothing else.
+        *(("lambda:InvokeFunction", f"arn:aws:lambda:{arn}:function:{cli.lambda_name}{q}",
+           "null") for q in ("", ":*")),
     }
     assert cli.lambda_name == f"esim-tracker-{stage}"
 
@@ -343,27 +456,56 @@ def _listed(value) -> list:
     return value if isinstance(value, list) else [value]
 
 
-def test_secret_is_added_to_the_function_once_and_never_replaced(lambda_aws):
-    from deploy.secret import ensure_secret_key
+def create_function(functions, name: str, variables: dict) -> None:
+    """A function in the emulated account, as an older deploy left it."""
     from tracker import aws
 
-    role = aws.client("iam").create_role(RoleName="esim-tracker-prod-role",
+    role = aws.client("iam").create_role(RoleName=f"{name}-role",
                                          AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     code = io.BytesIO()
     with zipfile.ZipFile(code, "w") as archive:
         archive.writestr("handler.py", "def lambda_handler(event, context):\n    pass\n")
-    functions = aws.client("lambda")
     functions.create_function(
-        FunctionName="esim-tracker-prod", Runtime="python3.11", Role=role,
+        FunctionName=name, Runtime="python3.13", Role=role,
         Handler="handler.lambda_handler", Code={"ZipFile": code.getvalue()},
-        Environment={"Variables": {"SET_BY_HAND": "1"}})
+        Environment={"Variables": variables})
 
-    def variables():
-        config = functions.get_function_configuration(FunctionName="esim-tracker-prod")
-        return config["Environment"]["Variables"]
 
-    assert ensure_secret_key(functions, "esim-tracker-prod") is True
-    first = variables()
-    assert len(first["SECRET_KEY"]) >= 32 and first["SET_BY_HAND"] == "1"
-    assert ensure_secret_key(functions, "esim-tracker-prod") is False
-    assert variables() == first
+def test_stray_and_uncommitted_files_never_reach_the_zip_and_block_a_deploy(package, tmp_path):
+    clone = tmp_path / "clone"
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    subprocess.run(["git", "clone", "-q", "--no-checkout", str(ROOT), str(clone)], check=True)
+    subprocess.run(["git", "checkout", "-q", head], cwd=clone, check=True)
+    # The deploy venv the package fixture built, and the recipe it was built from.
+    (clone / ".venv-deploy").symlink_to(ROOT / ".venv-deploy")
+    for recipe in ("deploy/prebuild.py", "requirements.txt"):
+        (clone / recipe).write_bytes((ROOT / recipe).read_bytes())
+    strays = {".env": "SECRET_KEY=oops\n", ".idea/workspace.xml": "<project/>\n",
+              "scratch.py": "print('draft')\n", "tracker/scratch_notes.py": "# notes\n"}
+    for name, text in strays.items():
+        (clone / name).parent.mkdir(parents=True, exist_ok=True)
+        (clone / name).write_text(text)
+    committed = (clone / "tracker/metrics.py").read_text()
+    (clone / "tracker/metrics.py").write_text(committed + "UNCOMMITTED = True\n")
+
+    zipped = tmp_path / "stray.zip"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    done = subprocess.run([str(ROOT / ".venv/bin/zappa"), "package", "dev", "-o", str(zipped)],
+                          cwd=clone, env=dict(env, VIRTUAL_ENV=str(clone / ".venv-deploy")),
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "packaging HEAD; not in it" in done.stderr and "scratch_notes.py" in done.stderr
+    with zipfile.ZipFile(zipped) as archive:
+        names = set(archive.namelist())
+        assert archive.read("tracker/metrics.py").decode() == committed
+    assert not names & set(strays), names & set(strays)
+    assert not [n for n in names if n.startswith(".idea/") or n.endswith(".env")]
+
+    deploy = subprocess.run(
+        [str(ROOT / ".venv/bin/python"), "-c", "import sys; sys.argv = ['zappa', 'deploy', "
+         "'dev']; sys.path.insert(0, 'deploy'); import prebuild; prebuild.lean_venv()"],
+        cwd=clone, env=env, capture_output=True, text=True)
+    assert deploy.returncode != 0
+    assert "refusing to deploy uncommitted or untracked files" in deploy.stderr
+    assert "tracker/metrics.py" in deploy.stderr and "tracker/scratch_notes.py" in deploy.stderr

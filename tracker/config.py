@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -9,6 +10,9 @@ import secrets
 log = logging.getLogger(__name__)
 
 REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "MAIL_FROM", "BASE_URL")
+# Kept in SSM Parameter Store as SecureStrings under SECRETS_PATH (/esim-tracker/<stage>/);
+# deploy/secret.py creates and rotates them.
+STORED_SECRETS = ("SECRET_KEY", "SECRET_KEY_FALLBACKS", "ADDRESS_PEPPER")
 
 DEFAULTS = {
     "TABLE_NAME": "esim-cancellations",
@@ -58,6 +62,10 @@ def on_lambda() -> bool:
 def from_environment(environ=os.environ) -> dict:
     """Read the contract's settings from the environment over the defaults."""
     config = dict(DEFAULTS)
+    # The stored secrets win over the environment: on Lambda they are the only source.
+    environ = {**environ, **stored_secrets(environ.get("SECRETS_PATH", ""))}
+    if environ.get("SES_CONFIGURATION_SET"):
+        config["SES_CONFIGURATION_SET"] = environ["SES_CONFIGURATION_SET"]
     for name in ("SECRET_KEY", "TABLE_NAME", "MAIL_FROM", "BASE_URL", *_FLOATS, *_INTS):
         if environ.get(name):
             value = environ[name]
@@ -95,16 +103,55 @@ def address_pepper(config) -> str:
     return config.get("ADDRESS_PEPPER") or config["SECRET_KEY"]
 
 
+@functools.cache
+def stored_secrets(path: str) -> dict[str, str]:
+    """The secrets under an SSM path (``/esim-tracker/prod/``), read once per process.
+
+    Empty without a path. A parameter that does not exist is left out (the key ring's
+    fallbacks exist only after a rotation); any other failure raises, so a cold start
+    without its secrets fails instead of serving with none.
+    """
+    if not path:
+        return {}
+    from tracker import aws
+
+    prefix = path.rstrip("/") + "/"
+    answer = aws.client("ssm").get_parameters(
+        Names=[prefix + name for name in STORED_SECRETS], WithDecryption=True)
+    return {p["Name"][len(prefix):]: p["Value"] for p in answer["Parameters"]}
+
+
+def talks_to_real_aws(environ=os.environ) -> bool:
+    """Tell whether boto3 would reach AWS itself (no sandbox or moto endpoint set)."""
+    return not any(environ.get(name) for name in (
+        "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SESV2"))
+
+
+class MissingSecretError(RuntimeError):
+    """No SECRET_KEY where a random one would do harm."""
+
+
 def check(config: dict) -> None:
-    """Fail loudly on Lambda without the settings that have no safe default."""
+    """Fail loudly without the settings that have no safe default; see the README."""
     if on_lambda() and not config.get("TESTING"):
-        missing = [name for name in REQUIRED_IN_PRODUCTION if not os.environ.get(name)]
+        missing = [name for name in REQUIRED_IN_PRODUCTION
+                   if not (config.get(name) if name == "SECRET_KEY" else os.environ.get(name))]
         if missing:
-            raise RuntimeError(f"missing settings on Lambda: {', '.join(missing)}")
+            raise MissingSecretError(
+                f"missing settings on Lambda: {', '.join(missing)} (SECRET_KEY comes from "
+                f"SSM under SECRETS_PATH={os.environ.get('SECRETS_PATH', '')!r}: run "
+                f"`python -m deploy.secret <stage>` before deploying)")
     if config.get("LOCAL_MODE"):
         config["SESSION_COOKIE_SECURE"] = False  # the sandbox serves plain http://127.0.0.1
     if not config.get("SECRET_KEY"):
-        # Off Lambda (local sandbox, tests, a developer's shell) a throwaway key will do,
-        # but links signed by it die with the process.
+        # A random key against the real table would ignore every suppression (they are
+        # keyed by it) and sign links that die with the process: refuse it there.
+        if not (config.get("TESTING") or config.get("LOCAL_MODE")) and talks_to_real_aws():
+            raise MissingSecretError(
+                "SECRET_KEY is unset and this process would talk to real AWS: set "
+                "SECRETS_PATH=/esim-tracker/<stage>/ to read the stage's keys from SSM, "
+                "or point AWS_ENDPOINT_URL at a sandbox")
+        # The local sandbox, the tests, moto: a throwaway key will do, but links signed
+        # by it die with the process.
         log.warning("SECRET_KEY unset: using a random key for this process")
         config["SECRET_KEY"] = secrets.token_hex(32)

@@ -1,14 +1,11 @@
 """The local sandbox: emulated AWS, the follow-up job every minute, and an outbox.
 
-``make run`` calls ``main``. The outbox blueprint is registered only in local mode
-(``LOCAL_MODE=1`` and not on Lambda), and reads what moto's SES received.
+``make run`` calls ``main``, which builds the app; the outbox pages live in
+``tracker.outbox``, so the app never imports this module (no import circle).
 """
 
 from __future__ import annotations
 
-import email
-import email.policy
-import json
 import logging
 import os
 import signal
@@ -19,48 +16,12 @@ import time
 import urllib.request
 from datetime import UTC, datetime
 
-from flask import Blueprint, abort, render_template
+from tracker.outbox import sent_emails  # noqa: F401 - tests and the bench read it here
 
 log = logging.getLogger(__name__)
-bp = Blueprint("local", __name__)
 
 MOTO_PORT = int(os.environ.get("MOTO_PORT", "5001"))
 APP_PORT = int(os.environ.get("PORT", "5000"))
-
-
-def sent_emails(endpoint: str) -> list[dict]:
-    """Every email moto's SES accepted, oldest first, parsed."""
-    with urllib.request.urlopen(f"{endpoint.rstrip('/')}/moto-api/data.json", timeout=10) as r:
-        data = json.load(r)
-    messages = []
-    for number, raw in enumerate(data.get("ses", {}).get("RawMessage", [])):
-        parsed = email.message_from_string(raw["raw_data"], policy=email.policy.default)
-        text = parsed.get_body(("plain",))
-        html = parsed.get_body(("html",))
-        messages.append({
-            "number": number, "id": raw["id"], "to": parsed["To"], "subject": parsed["Subject"],
-            "date": parsed["Date"], "headers": dict(parsed.items()),
-            "text": text.get_content() if text else "", "html": html.get_content() if html else ""})
-    return messages
-
-
-def _endpoint() -> str:
-    return os.environ.get("AWS_ENDPOINT_URL", f"http://127.0.0.1:{MOTO_PORT}")
-
-
-@bp.get("/outbox")
-def outbox():
-    """List every email sent, newest first."""
-    return render_template("outbox.html", messages=list(reversed(sent_emails(_endpoint()))))
-
-
-@bp.get("/outbox/<int:number>")
-def outbox_message(number: int):
-    """One email as the traveller would see it, links working."""
-    messages = sent_emails(_endpoint())
-    if not 0 <= number < len(messages):
-        abort(404)
-    return render_template("outbox_message.html", message=messages[number])
 
 
 def _wait_for(url: str, seconds: float = 20) -> None:

@@ -92,8 +92,11 @@ class SesMailer:
 
     name = "ses"
 
-    def __init__(self, client_factory):
+    def __init__(self, client_factory, configuration_set: str | None = None):
         self._client_factory = client_factory
+        # The stage's own configuration set routes its bounces and complaints to the
+        # stage's own SNS topic (deploy/operations.yaml).
+        self._extra = {"ConfigurationSetName": configuration_set} if configuration_set else {}
 
     def send_email(self, *, from_address: str, to_address: str, message: Message) -> str:
         """Send one email as raw MIME and return SES's message id."""
@@ -101,7 +104,7 @@ class SesMailer:
         try:
             answer = self._client_factory().send_email(
                 FromEmailAddress=from_address, Destination={"ToAddresses": [to_address]},
-                Content={"Raw": {"Data": raw}})
+                Content={"Raw": {"Data": raw}}, **self._extra)
         except errors.ClientError as exc:
             code = exc.response["Error"]["Code"]
             if code in THROTTLED or code in PAUSED:
