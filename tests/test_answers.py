@@ -228,7 +228,7 @@ def test_delete_during_a_job_lease_leaves_nothing_behind(
 
 
 def test_dynamodb_failing_while_claiming_the_escalation_is_no_error_page(
-        app, client, runner, outbox, clock, wall, monkeypatch):
+        app, client, runner, outbox, clock, monkeypatch):
     check_path = checked_request(client, runner, outbox)
     store = app.extensions["tracker"].store
 
