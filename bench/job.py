@@ -112,7 +112,7 @@ class _MemoryStore:
         return [(r.id, r.progress.next_key) for r in list(self.requests.values())
                 if r.progress.due_at and r.progress.due_at <= now]
 
-    def claim(self, request_id, next_key, *, owner, now, lease_now=None):
+    def claim(self, request_id, next_key, *, owner, now, **_):
         return self.requests[request_id]
 
     def suppression(self, address):

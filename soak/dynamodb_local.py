@@ -2,8 +2,11 @@
 
 ``make dynamodb-local`` puts it in ``.cache/dynamodb-local``. Unlike moto's server it
 runs conditional writes truly concurrently and validates requests as DynamoDB does.
-It has no flag to choose the address it listens on: it listens on every interface, on a
-port picked at random, in memory only, and for as long as the process that started it.
+It runs in memory only, on a port picked at random, for as long as the process that
+started it. Version 1.11.478 has no option for the address it listens on and binds every
+interface; with a JDK (``javac`` on the PATH) it is started through
+``LoopbackDynamoDBLocal.java``, which binds it to 127.0.0.1 only. A bare JRE starts the
+jar itself, on every interface, and says so on stderr.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import contextlib
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -19,6 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 HOME = ROOT / ".cache" / "dynamodb-local"
+LOOPBACK = Path(__file__).resolve().parent / "LoopbackDynamoDBLocal.java"
 
 
 class Unavailable(RuntimeError):
@@ -47,8 +52,14 @@ def start(port: int | None = None, seconds: float = 60) -> tuple[subprocess.Pope
     if not (HOME / "DynamoDBLocal.jar").exists() or java is None:
         raise Unavailable("DynamoDB Local is missing: run `make dynamodb-local`")
     port = port or _free_port()
+    if shutil.which("javac"):  # a JDK runs the launcher's source file as it is
+        program = ["-cp", "DynamoDBLocal.jar:DynamoDBLocal_lib/*", str(LOOPBACK)]
+    else:
+        print("DynamoDB Local: no JDK, so it listens on every interface, port "
+              f"{port}, for this test session only", file=sys.stderr)
+        program = ["-jar", "DynamoDBLocal.jar"]
     proc = subprocess.Popen(
-        [java, "-Djava.library.path=DynamoDBLocal_lib", "-jar", "DynamoDBLocal.jar",
+        [java, "-Djava.library.path=DynamoDBLocal_lib", *program,
          "-inMemory", "-sharedDb", "-port", str(port)],
         cwd=HOME, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"

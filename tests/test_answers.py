@@ -228,7 +228,7 @@ def test_delete_during_a_job_lease_leaves_nothing_behind(
 
 
 def test_dynamodb_failing_while_claiming_the_escalation_is_no_error_page(
-        app, client, runner, outbox, clock, wall, monkeypatch):
+        app, client, runner, outbox, clock, monkeypatch):
     check_path = checked_request(client, runner, outbox)
     store = app.extensions["tracker"].store
 
@@ -243,3 +243,24 @@ def test_dynamodb_failing_while_claiming_the_escalation_is_no_error_page(
     assert run_job(runner, "2026-09-18T06:15:00Z")["sent"] == 1
     assert run_job(runner, "2026-09-18T06:30:00Z")["sent"] == 0
     assert "still active" in outbox()[-1]["subject"]
+
+
+@pytest.mark.parametrize("history, reply, repeat", [
+    (["sent:check", "answer:not_sure"], "not_sure", True),  # any answer value
+    (["sent:check", "answer:not_sure"], "still_active", False),
+    (["sent:check", "answer:still_active", "sent:escalation-1"], "still_active", True),
+    (["answer:still_active", "sent:escalation-1", "sent:recheck-1"], "still_active", False),
+    (["answer:not_sure", "sent:ask_again-1"], "not_sure", False),  # any question kind
+    (["sent:receipt", "sent:check"], "cancelled", False),
+], ids=["same", "other", "after-its-escalation", "after-a-recheck", "new-kind", "first"])
+def test_an_answer_repeats_only_the_same_reply_to_the_question_still_asked(
+        history, reply, repeat):
+    from tracker.model import Event, Request
+    from tracker.tracking import repeats_last_answer
+
+    at = datetime(2026, 9, 18, 6, tzinfo=timezone.utc)
+    request = Request(id="r", email="a@example.com", operator="nar", phone_last4="4567",
+                      channel="call", requested_on=at.date(), timezone="Asia/Baku",
+                      lang="en", created_at=at,
+                      history=tuple(Event(at, what) for what in history))
+    assert repeats_last_answer(request, reply) is repeat

@@ -264,7 +264,7 @@ def test_sns_bounce_reaches_the_ses_handler_and_stops_the_request(
     # Zappa routes an SNS record by its topic: the one zappa_settings.json subscribes to.
     [topic] = [e["event_source"]["arn"] for e in SETTINGS["events"] if "event_source" in e]
     bounce["Records"][0]["Sns"]["TopicArn"] = topic
-    # Feedback counts only for mail this stage sent: from its own MAIL_FROM.
+    # SES's notification names the sender it is about: this stage's own MAIL_FROM.
     message = json.loads(bounce["Records"][0]["Sns"]["Message"])
     message["mail"]["source"] = ENV["MAIL_FROM"]
     bounce["Records"][0]["Sns"]["Message"] = json.dumps(message)

@@ -13,7 +13,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from tracker import policy, stats
-from tracker.followups import Postman, deliver
+from tracker.followups import ANY_HOUR, Postman, deliver
 from tracker.limits import Quota
 from tracker.mail import MailError, Message, ThrottledError
 from tracker.model import Request
@@ -59,17 +59,18 @@ def submit(postman: Postman, request: Request, *, now: datetime,
     return True
 
 
-# Emails that ask the question (again): an answer stays "the same" until one goes out.
-QUESTIONS = (policy.CHECK, policy.REMINDER, policy.RECHECK, policy.ASK_AGAIN)
-
-
 def repeats_last_answer(request: Request, reply: str) -> bool:
-    """Tell whether ``reply`` is the answer already given to the question now asked."""
+    """Tell whether ``reply`` is the answer already given to the question now asked.
+
+    Every email asks the question (again) but those sent at once in reply to the
+    traveller (``followups.ANY_HOUR``: the receipt, the escalation), so whatever the
+    answers and email kinds, the same answer stays "the same" until the next one is out.
+    """
     for event in reversed(request.history):
         kind, _, detail = event.what.partition(":")
         if kind == "answer":
             return detail.partition(":")[0] == reply  # "cancelled:bill+written"
-        if kind == "sent" and detail.split("-")[0] in QUESTIONS:
+        if kind == "sent" and detail.split("-")[0] not in ANY_HOUR:
             return False  # asked again since the last answer
     return False
 
