@@ -21,6 +21,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tracker.local import stop_child
+
 ROOT = Path(__file__).resolve().parent.parent
 HOME = ROOT / ".cache" / "dynamodb-local"
 LOOPBACK = Path(__file__).resolve().parent / "LoopbackDynamoDBLocal.java"
@@ -74,12 +76,7 @@ def start(port: int | None = None, seconds: float = 60) -> tuple[subprocess.Pope
 
 def stop(proc: subprocess.Popen) -> None:
     """End it, and wait so that no JVM outlives its parent."""
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
+    stop_child(proc)
 
 
 @contextlib.contextmanager

@@ -190,8 +190,9 @@ def test_one_click_unsubscribe_racing_a_job_write_stops_the_emails(
     assert run_job(runner, "2026-10-30T05:00:00Z")["sent"] == 0
 
 
-def test_stop_during_a_job_lease_wins_and_the_job_records_nothing(
-        app, client, runner, outbox, table, wall):
+def manage_during_a_job_lease(app, client, runner, outbox, wall, action: str):
+    """Press the manage page's ``action`` while a slow job holds the check email's lease;
+    the job's record afterwards must be refused. Returns (store, claimed, request id)."""
     checked_request(client, runner, outbox)
     store = app.extensions["tracker"].store
     manage = local_path(link(outbox()[0], "/manage/"))
@@ -201,28 +202,23 @@ def test_stop_during_a_job_lease_wins_and_the_job_records_nothing(
     page = client.get(manage).get_data(as_text=True)
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
 
-    assert client.post(manage.split("?")[0] + "/stop",
+    assert client.post(manage.split("?")[0] + "/" + action,
                        data={"csrf_token": token}).status_code == 303
     assert not store.record(claimed, claimed.progress, owner="slow-run", what="sent:x",
                             now=job_now)
+    return store, claimed, request_id
+
+
+def test_stop_during_a_job_lease_wins_and_the_job_records_nothing(
+        app, client, runner, outbox, table, wall):
+    store, claimed, request_id = manage_during_a_job_lease(
+        app, client, runner, outbox, wall, "stop")
     assert store.get(request_id).progress.status == "stopped"
 
 
 def test_delete_during_a_job_lease_leaves_nothing_behind(
         app, client, runner, outbox, table, wall):
-    checked_request(client, runner, outbox)
-    store = app.extensions["tracker"].store
-    manage = local_path(link(outbox()[0], "/manage/"))
-    job_now = datetime(2026, 9, 22, 5, tzinfo=timezone.utc)
-    [(request_id, key)] = list(store.due(job_now))
-    claimed = store.claim(request_id, key, owner="slow-run", now=job_now, lease_now=wall())
-    page = client.get(manage).get_data(as_text=True)
-    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
-
-    assert client.post(manage.split("?")[0] + "/delete",
-                       data={"csrf_token": token}).status_code == 303
-    assert not store.record(claimed, claimed.progress, owner="slow-run", what="sent:x",
-                            now=job_now)
+    store, claimed, _ = manage_during_a_job_lease(app, client, runner, outbox, wall, "delete")
     assert not store.release(claimed, owner="slow-run")
     assert stored_requests(table) == []
 

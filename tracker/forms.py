@@ -118,6 +118,16 @@ def normalise_email(text: str) -> str:
     return valid.ascii_email or valid.normalized
 
 
+def national_number_of(typed: str | None) -> str:
+    """The national number of an Azerbaijani mobile as typed, or the form's message."""
+    try:
+        return parse_az_mobile(typed or "")
+    except ValueError as exc:
+        raise ValidationError(_l(
+            "Enter an Azerbaijani mobile number, like +994 50 123 45 67 or "
+            "050 123 45 67.")) from exc
+
+
 class RequestForm(FlaskForm):
     """What the traveller records about their cancellation request."""
 
@@ -185,12 +195,7 @@ class RequestForm(FlaskForm):
             return
         if not (field.data or "").strip():
             raise ValidationError(_l("Enter the eSIM's phone number."))
-        try:
-            self.national_number = parse_az_mobile(field.data or "")
-        except ValueError as exc:
-            raise ValidationError(_l(
-                "Enter an Azerbaijani mobile number, like +994 50 123 45 67 or "
-                "050 123 45 67.")) from exc
+        self.national_number = national_number_of(field.data)
 
     def validate_channel(self, field):
         if self.is_reseller:
@@ -261,9 +266,4 @@ class WrittenRequestForm(FlaskForm):
         self.national_number = None
 
     def validate_phone(self, field):
-        try:
-            self.national_number = parse_az_mobile(field.data or "")
-        except ValueError as exc:
-            raise ValidationError(_l(
-                "Enter an Azerbaijani mobile number, like +994 50 123 45 67 or "
-                "050 123 45 67.")) from exc
+        self.national_number = national_number_of(field.data)

@@ -54,12 +54,12 @@ def start_moto(port: int = MOTO_PORT) -> subprocess.Popen:
     try:
         _wait_for(f"http://127.0.0.1:{port}/moto-api/data.json")
     except BaseException:
-        _stop(proc)
+        stop_child(proc)
         raise
     return proc
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def stop_child(proc: subprocess.Popen) -> None:
     """End a child and reap it, so that none outlives the sandbox."""
     proc.terminate()
     try:
@@ -122,7 +122,7 @@ def main() -> None:
               f"(with the variables from `make env`)\n", flush=True)
         app.run(host="127.0.0.1", port=APP_PORT, use_reloader=False)
     finally:
-        _stop(moto)
+        stop_child(moto)
 
 
 if __name__ == "__main__":
