@@ -359,6 +359,18 @@ def test_backfill_counts_old_requests_once_paginated_and_never_new_ones(
     assert counters(table) == expected
 
 
+def test_backfill_counts_the_evidence_an_answer_recorded_in_the_timeline(
+        postman, runner, table):
+    thursday = datetime(2026, 9, 17, 8, tzinfo=UTC)
+    _legacy_request(postman.store, 1, answers=[("cancelled:bill+written", thursday)])
+    _legacy_request(postman.store, 2, answers=[("cancelled", thursday)])
+    runner.invoke(args=["stats", "backfill"], catch_exceptions=False)
+    found = counters(table)
+    assert found["answers_cancelled"] == 2
+    assert (found["evidence_bill"], found["evidence_written"]) == (1, 1)
+    assert found["evidence_unknown"] == 1  # the answer from before evidence was kept
+
+
 def test_an_answer_to_an_old_request_is_left_to_the_backfill_then_counted_live(
         postman, runner, table):
     store = postman.store

@@ -146,21 +146,25 @@ def answer_counts(request, reply: str, *, evidence: Iterable[str] = (),
 
 
 def replay(operator: str, channel: str, requested_on: date,
-           answered: Iterable[tuple[str, datetime]]) -> Counts | None:
-    """Everything one stored request adds, from its answers (kind, when): the backfill.
+           answered: Iterable[tuple[str, datetime, tuple[str, ...]]]) -> Counts | None:
+    """Everything one stored request adds, from its answers (kind, when, evidence): the
+    backfill.
 
-    The evidence of old answers was never stored, so they count as ``evidence_unknown``.
+    Answers from before evidence was recorded, and ``cancelled`` answers recorded with
+    none, count as ``evidence_unknown``.
     """
     counts = on_submit(operator, channel, requested_on)
     if counts is None:
         return None
     total, earlier = Counter(counts.add), []
-    for reply, at in answered:
-        one = on_answer(operator, channel, requested_on, reply, earlier=earlier, now=at)
+    for reply, at, given in answered:
+        one = on_answer(operator, channel, requested_on, reply, earlier=earlier,
+                        evidence_given=given, now=at)
         if one is None:
             continue
-        add = Counter({k: v for k, v in one.add.items() if not k.startswith("evidence_")})
-        if reply == "cancelled":
+        add = Counter(one.add)
+        if reply == "cancelled" and not given:  # "none given" cannot be told from "not kept"
+            del add[evidence("none")]
             add[evidence("unknown")] += 1
         total.update(add)
         earlier.append(reply)

@@ -541,8 +541,10 @@ class Store:
 
     def _backfill_one(self, request: Request) -> str:
         """Mark one request counted, adding what it holds to the counters."""
-        answered = [(e.what.split(":")[1], e.at) for e in request.history
-                    if e.what.startswith("answer:")]
+        # "answer:cancelled:bill+written": the evidence, where the answer recorded it.
+        answered = [(parts[1], e.at, tuple(parts[2].split("+")) if len(parts) > 2 else ())
+                    for e in request.history if e.what.startswith("answer:")
+                    for parts in [e.what.split(":")]]
         counts = stats.replay(request.operator, request.channel, request.requested_on,
                               answered)
         mark = {"Update": {
