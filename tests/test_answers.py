@@ -4,9 +4,12 @@ import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from markupsafe import escape
 
-from tests.helpers import link, local_path, stored_requests, submit
+from tests.browser.tour import catalog
+from tests.helpers import VALID, csrf_token, link, local_path, stored_requests, submit
 from tests.test_journey import answer, run_job
+from tracker.i18n import format_moment
 from tracker.store import StoreError
 
 
@@ -260,3 +263,96 @@ def test_an_answer_repeats_only_the_same_reply_to_the_question_still_asked(
                       lang="en", created_at=at,
                       history=tuple(Event(at, what) for what in history))
     assert repeats_last_answer(request, reply) is repeat
+
+
+# ── Answers before the first check email ─────────────────────────────────────────────
+
+def _receipt_check_path(client, outbox, lang: str = "en", **changes) -> str:
+    """Submit a request asked on Mon 14 Sep, in ``lang``; the receipt's check link."""
+    data = dict(VALID, csrf_token=csrf_token(client, f"/?lang={lang}"), **changes)
+    assert client.post(f"/?lang={lang}", data=data).status_code == 303
+    receipt = outbox()[-1]
+    assert "/check/" not in receipt["subject"]
+    return local_path(link(receipt, "/check/"))
+
+
+def test_the_receipt_and_the_confirmation_page_link_the_check_page(client, outbox):
+    response = submit(client, requested_on="2026-09-14")
+    [receipt] = outbox()
+    check = link(receipt, "/check/")
+    assert "Already have proof the number is terminated? Tell us now: " + check in receipt["text"]
+    assert f'href="{escape(check)}"' in receipt["html"]
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert re.search(r'<a href="[^"]*/check/[^"]*">Already have proof the number is '
+                     r"terminated\? Tell us now</a>", page)
+    assert client.get(local_path(check)).status_code == 200
+
+
+def test_the_not_yet_steps_and_the_reseller_email_offer_no_early_answer(client, outbox):
+    submit(client, channel="not_yet")
+    submit(client, email="r@example.com", operator="reseller", phone="", channel="",
+           plan_ends_on="2026-10-02")
+    assert [m for m in outbox() if "Already have proof" in m["text"]] == []
+
+
+@pytest.mark.parametrize("lang", ["en", "zh", "az", "ru"])
+def test_before_the_first_check_the_page_offers_only_the_cancelled_answer(
+        client, outbox, lang):
+    t = catalog(lang).gettext
+    page = client.get(_receipt_check_path(client, outbox, lang)).get_data(as_text=True)
+    assert 'value="cancelled"' in page and t("Yes, it is terminated") in page
+    assert 'value="still_active"' not in page and 'value="not_sure"' not in page
+    assert t("No, it still works") not in page and t("I am not sure yet") not in page
+    assert 'name="evidence" value="written"' in page  # the evidence ticks stay
+    when = format_moment(datetime(2026, 9, 18, 5, tzinfo=timezone.utc), "Asia/Baku", lang)
+    notice = t("Already have proof the number is terminated? Tell us now. Until the operator "
+               "has processed your request, a number that still works is expected: then "
+               "wait, we will email you on %(when)s to ask anyway.") % {"when": when}
+    assert str(escape(notice)) in page
+
+
+@pytest.mark.parametrize(("reply", "lang"), [("still_active", "en"), ("not_sure", "ru")])
+def test_a_live_line_answer_before_the_first_check_is_a_400_and_changes_nothing(
+        client, outbox, table, reply, lang):
+    check_path = _receipt_check_path(client, outbox, lang)
+    [before] = stored_requests(table)
+    sent = len(outbox())
+    response = answer(client, check_path, reply)
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert catalog(lang).gettext("Nothing was recorded: it is too early for that answer. The "
+                                 "operator may still be processing your request, so a number "
+                                 "that still works is expected until then. We will email you "
+                                 "on %(when)s to ask. If you already have proof it is "
+                                 "terminated, tell us below.").split(":")[0] in page
+    assert stored_requests(table) == [before]  # nothing recorded
+    [cell] = [i for i in table.scan()["Items"] if i["pk"].startswith("STAT#")]
+    assert {k: int(v) for k, v in cell.items()
+            if k not in ("pk", "operator", "channel", "month")} == {"requests": 1}
+    assert len(outbox()) == sent  # no escalation email
+    assert before["next_kind"] == "check"
+
+
+def test_after_the_first_check_email_every_answer_is_offered_again(
+        client, runner, outbox):
+    check_path = checked_request(client, runner, outbox)
+    page = client.get(check_path).get_data(as_text=True)
+    assert 'value="still_active"' in page and 'value="not_sure"' in page
+    assert "Already have proof" not in page
+
+
+def test_an_early_cancelled_answer_verifies_the_request_and_no_check_follows(
+        client, runner, outbox, table, clock):
+    check_path = _receipt_check_path(client, outbox)
+    clock.now = datetime(2026, 9, 15, 8, tzinfo=timezone.utc)  # Tue: one working day on
+    token = csrf_token(client, check_path)
+    for _ in range(2):  # a double press: the second finds the request verified
+        response = client.post(check_path, data={"csrf_token": token, "answer": "cancelled",
+                                                 "evidence": "written"})
+        assert response.status_code == 303
+    [item] = stored_requests(table)
+    assert item["status"] == "verified" and not item.get("next_kind")
+    assert [e["what"] for e in item["history"]].count("answer:cancelled:written") == 1
+    sent = len(outbox())
+    run_job(runner, "2026-09-18T05:00:00Z")  # when the check would have gone
+    assert len(outbox()) == sent

@@ -57,7 +57,9 @@ def test_not_yet_starts_the_check_timer_only_when_the_traveller_says_they_asked(
     asked = client.post(check_path.replace("/check/", "/asked/"), data={"csrf_token": token})
     assert asked.status_code == 303
     page = client.get(asked.headers["Location"]).get_data(as_text=True)
-    assert "We will email you on Friday, September 25, 2026" in page
+    # Before that check, the page takes only proof that the number is already terminated.
+    assert "we will email you on Friday, September 25, 2026" in page
+    assert 'value="still_active"' not in page
     [item] = stored_requests(table)
     assert item["status"] == "open" and item["next_kind"] == "check"
     assert item["requested_on"] == "2026-09-21" and item["history"][-1]["what"] == "asked"

@@ -90,7 +90,7 @@ def test_every_page_is_at_most_30_kb_and_loads_nothing_from_elsewhere(pages, lan
         "form": 200, "form-with-errors": 400, "confirmation": 200, "check": 200,
         "still-active": 200, "verified": 200, "manage": 200, "unsubscribe": 200,
         "unsubscribed": 200, "deleted": 200, "not-found": 404, "expired": 410, "outbox": 200,
-        "outbox-message": 200, "not-sure": 200, "not-asked": 200,
+        "outbox-message": 200, "not-sure": 200, "not-asked": 200, "check-early": 200,
         "reseller": 200, "written-request": 200}
     heavy, elsewhere, scripts = {}, {}, {}
     for name, (_, body) in fetched.items():

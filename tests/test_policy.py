@@ -142,3 +142,16 @@ def test_closed_requests_expire_after_ninety_days_and_open_ones_never():
     now = at(2026, 9, 30)
     assert policy.expires_at(Progress(status="verified", next_kind=None), now) == at(2026, 12, 29)
     assert policy.expires_at(Progress(), now) is None
+
+
+def test_until_the_first_check_email_only_the_cancelled_answer_is_taken():
+    waiting = Progress(status=policy.OPEN, next_kind=policy.CHECK, due_at=at(2026, 9, 18, 5))
+    assert policy.answers_taken(waiting, ["submitted", "sent:receipt"]) == ("cancelled",)
+    assert policy.answers_taken(Progress(), ["submitted"]) == ("cancelled",)  # receipt due
+    # Once the check has gone out (and on every later email), every answer again.
+    reminded = Progress(status=policy.OPEN, next_kind=policy.REMINDER)
+    assert policy.answers_taken(reminded, ["sent:receipt", "sent:check"]) == policy.ANSWERS
+    # Whatever is pending, a check email already sent ends the wait.
+    assert policy.answers_taken(waiting, ["sent:check", "answer:still_active"]) == policy.ANSWERS
+    assert policy.answers_taken(Progress(status=policy.NO_ANSWER, next_kind=None),
+                                []) == policy.ANSWERS

@@ -405,3 +405,39 @@ def test_counters_that_cannot_be_read_leave_the_default_and_the_receipt_goes_onc
     assert len(outbox()) == 1 and "Measured here" not in outbox()[0]["text"]
     assert client.get(response.headers["Location"]).status_code == 200
     assert client.get("/stats").status_code == 503  # the page itself says to retry
+
+
+# ── Confirmations that do not wait for the check email ───────────────────────────────
+
+def _confirm_from_the_receipt(client, outbox, email: str, evidence: str = "bill"):
+    """Submit a request asked on Mon 14 Sep and answer "cancelled" from its receipt."""
+    assert submit(client, email=email, requested_on="2026-09-14").status_code == 303
+    check = local_path(link(outbox()[-1], "/check/"))
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"',
+                      client.get(check).get_data(as_text=True)).group(1)
+    response = client.post(check, data={"csrf_token": token, "answer": "cancelled",
+                                        "evidence": evidence})
+    assert response.status_code == 303
+
+
+def test_a_confirmation_before_the_check_email_is_counted_with_its_working_days(
+        client, outbox, table, clock):
+    clock.now = datetime(2026, 9, 15, 8, tzinfo=UTC)  # Tue: one working day after asking
+    _confirm_from_the_receipt(client, outbox, "early@example.com")
+    [request] = stored_requests(table)
+    assert request["status"] == "verified"
+    assert counters(table) == {"requests": 1, "answers_cancelled": 1, "first_cancelled": 1,
+                               "days_cancelled_1": 1, "evidence_bill": 1}
+
+
+def test_ten_early_confirmations_move_the_measured_p80_below_the_default(
+        client, outbox, table, clock, measurements):
+    clock.now = datetime(2026, 9, 15, 8, tzinfo=UTC)
+    for n in range(10):
+        _confirm_from_the_receipt(client, outbox, f"early{n}@example.com")
+    found = measurements.measured("azercell", "call", clock.now)
+    assert (found.confirmed, found.median, found.p80) == (10, 1, 1)
+    # The next request's first check waits 1 working day, not the default 3.
+    assert submit(client, email="next@example.com", requested_on="2026-09-14").status_code == 303
+    due = [i["due_at"] for i in stored_requests(table) if i.get("next_kind") == "check"]
+    assert due == ["2026-09-16T05:00:00Z"]  # Tue 15 Sep ends the window; Wed 09:00

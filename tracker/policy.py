@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -26,6 +27,7 @@ OPEN, NO_ANSWER, VERIFIED, ESCALATED, STOPPED, FAILED = (
 NOT_ASKED, GUIDED = "not_asked", "guided"
 ANSWERABLE = frozenset({OPEN, NO_ANSWER})
 ANSWERS = ("cancelled", "still_active", "not_sure")
+EARLY_ANSWERS = ("cancelled",)  # before the first check email (see before_first_check)
 # What a "cancelled" answer may rest on, strongest first (the check page's checkboxes).
 EVIDENCE = ("written", "call", "phone", "bill")
 
@@ -201,6 +203,21 @@ def _await_answer(progress: Progress, now: datetime, rules: Rules, tz: ZoneInfo)
         return dataclasses.replace(progress, status=NO_ANSWER, next_kind=None, due_at=None)
     due = working_days_later(now, rules.reminder_gap_days, tz)
     return dataclasses.replace(progress, status=OPEN, next_kind=REMINDER, due_at=due)
+
+
+def before_first_check(progress: Progress, history: Iterable[str]) -> bool:
+    """Tell whether the first check email is still to come (``history``: timeline entries).
+
+    Until then the operator may still be processing the request, so a line that still
+    works is expected: only "cancelled" (proof already in hand) is taken.
+    """
+    return (progress.status == OPEN and progress.next_kind in (RECEIPT, CHECK)
+            and f"sent:{CHECK}" not in history)
+
+
+def answers_taken(progress: Progress, history: Iterable[str]) -> tuple[str, ...]:
+    """The answers a request takes now: before the first check, only "cancelled"."""
+    return EARLY_ANSWERS if before_first_check(progress, history) else ANSWERS
 
 
 def after_answer(progress: Progress, answer: str, *, now: datetime,

@@ -83,8 +83,11 @@ def answer(postman: Postman, request: Request, reply: str, *, now: datetime,
     kept on the request and in the timeline entry (``answer:cancelled:bill+written``).
     The same answer to the same question (a double tap, a re-sent form) is recorded once
     and sends nothing more: False then. Raises Conflict when the request changed since
-    it was read; read it again and call again.
+    it was read; read it again and call again. Raises TooEarly, recording nothing, for
+    "still_active" or "not_sure" before the first check email (policy.answers_taken).
     """
+    if reply not in policy.answers_taken(request.progress, [e.what for e in request.history]):
+        raise TooEarly(reply)
     if repeats_last_answer(request, reply):
         log.info("repeated answer ignored", extra={"request": request.id})
         return False
@@ -165,6 +168,10 @@ def send_fresh_links(postman: Postman, request_id: str, *,
     except MailError as exc:
         return f"mail_error:{type(exc).__name__}"
     return "sent"
+
+
+class TooEarly(Exception):
+    """An answer the request does not take yet: only "cancelled" before the first check."""
 
 
 class Conflict(Exception):

@@ -163,7 +163,12 @@ def check(token: str):
         if not answer_form.validate_on_submit() or reply not in policy.ANSWERS:
             return render_template("check.html", **_page_context(found, token),
                                    form=answer_form, invalid=True), 400
-        _answer(found, reply, request.form.getlist("evidence"))
+        try:
+            _answer(found, reply, request.form.getlist("evidence"))
+        except tracking.TooEarly:
+            log.info("answer before the first check refused", extra={"request": found.id})
+            return render_template("check.html", **_page_context(found, token),
+                                   form=answer_form, too_early=True), 400
         return redirect(url_for(".check", token=token, lang=_lang()), 303)
     return render_template("check.html", **_page_context(found, token), form=answer_form)
 
@@ -387,6 +392,8 @@ def _page_context(found: Request, token: str) -> dict:
     lang = _lang()
     first_check = policy.first_check_due(found.requested_on, rules, tz)
     history_whats = [e.what for e in found.history]
+    early = policy.before_first_check(found.progress, history_whats)
+    check_due = found.progress.due_at if found.progress.next_kind == policy.CHECK else None
     return dict(
         check_token=tokens.make(current_app.config["SECRET_KEY"], "check", found.id),
         last_answer=next((w for w in reversed(history_whats) if w.startswith("answer:")),
@@ -400,6 +407,10 @@ def _page_context(found: Request, token: str) -> dict:
         plan_ends=(i18n.format_day(found.plan_ends_on, lang) if found.plan_ends_on else None),
         history=[(i18n.format_moment(e.at, found.timezone, lang), e.what)
                  for e in found.history],
+        # Before the first check email only "cancelled" is offered; we ask anyway then.
+        early=early,
+        first_ask=(i18n.format_moment(check_due or first_check, found.timezone, lang)
+                   if early else None),
         answered_still_active=any(e.what == "answer:still_active" for e in found.history),
         measured=current_app.extensions["stats"].measured(found.operator, found.channel,
                                                           _now()))

@@ -88,6 +88,7 @@ def set_the_scene(app, clock, lang: str, sent_emails) -> dict[str, str]:
 
     open: submitted, check email sent, unanswered (check, manage, unsubscribe pages);
     still: answered "still active"; verified: answered "cancelled"; unsure: "not sure";
+    early: submitted, only the receipt sent (the check page offers "cancelled" alone);
     not-asked: channel not_yet; reseller: a reseller eSIM; written-request: the drafting page.
     """
     from tracker import followups, tokens
@@ -99,7 +100,8 @@ def set_the_scene(app, clock, lang: str, sent_emails) -> dict[str, str]:
     with app.app_context():
         assert followups.run(app.extensions["tracker"], now=CHECK_DUE)["sent"] == 4
     emails = sent_emails()
-    checks = {state: next(m for m in emails if m["to"] == to and _is_check(m))
+    # The last email with a check link: the receipt links the check page too.
+    checks = {state: [m for m in emails if m["to"] == to and _is_check(m)][-1]
               for state, to in addresses.items()}
     check_path = {state: link(m, "check") for state, m in checks.items()}
     clock.now = ANSWERED
@@ -107,6 +109,9 @@ def set_the_scene(app, clock, lang: str, sent_emails) -> dict[str, str]:
     _answer(client, check_path["verified"], "cancelled")
     _answer(client, check_path["unsure"], "not_sure")
     not_asked = _submit(client, lang, f"not-asked-{lang}@example.com", channel="not_yet")
+    early_to = f"early-{lang}@example.com"
+    _submit(client, lang, early_to)
+    receipt = [m for m in sent_emails() if m["to"] == early_to][-1]
     reseller = _submit(client, lang, f"reseller-{lang}@example.com", operator="reseller",
                        phone="", channel="", plan_ends_on="2026-10-02")
 
@@ -120,6 +125,7 @@ def set_the_scene(app, clock, lang: str, sent_emails) -> dict[str, str]:
         "still-active": check_path["still"],
         "verified": check_path["verified"],
         "not-sure": check_path["unsure"],
+        "check-early": link(receipt, "check"),  # before the first check email
         "not-asked": path_of(not_asked),
         "reseller": path_of(reseller),
         "written-request": f"/write/azercell?lang={lang}",
