@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import statistics
+import sys
 import time
 from datetime import UTC, date, datetime, timedelta
 
@@ -138,7 +139,10 @@ def scaling(smoke: bool, endpoint: str) -> list[Row]:
     apps, due_items = {}, {}
     for size, reset in ((small, True), (large, False)):
         apps[size] = tracker_app(endpoint, reset=reset, TABLE_NAME=f"bench-{size}")
+        start = time.perf_counter()
         due_items[size] = _seed(apps[size], due, size)
+        print(f"bench: seeded {size:,} items in {time.perf_counter() - start:.0f} s",
+              file=sys.stderr, flush=True)
     seconds = {small: [], large: []}
     reads = {small: [], large: []}
     querying = {small: [], large: []}  # seconds in the due index's Query calls
