@@ -31,8 +31,9 @@ test: $(STAMP) translations chromium dynamodb-local
 	$(BIN)/python -m pytest
 
 ## Benchmarks, each against a baseline measured in the same run: prints one table and
-## writes bench/results.json. Builds dist/dev.zip first if it is stale.
-bench: $(STAMP) translations chromium
+## writes bench/results.json. Builds dist/dev.zip first if it is stale. DynamoDB runs on
+## DynamoDB Local, SES and SSM on moto's server.
+bench: $(STAMP) translations chromium dynamodb-local
 	$(BIN)/python -m bench
 
 ## 2,000 submissions and weeks of follow-up runs, late and overlapping runs and a day-long

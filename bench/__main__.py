@@ -3,6 +3,8 @@
     python -m bench [--smoke] [--only SECTION ...] [--out PATH]
 
 Every measure is held against a baseline measured in the same run (machines are noisy).
+DynamoDB is AWS's own emulator, DynamoDB Local (``make dynamodb-local``); SES and SSM are
+moto's server.
 ``--smoke`` runs tiny sizes, only to show that every row is still produced.
 """
 
@@ -18,10 +20,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import cold_import, cold_start, job, page_weight, request_cost
-from bench.harness import ROOT, Row, aws_pointed_at, moto_server
+from bench.harness import ROOT, Row, aws_pointed_at, dynamodb_local, moto_server
 
 RESULTS = ROOT / "bench" / "results.json"
-# Each runner takes (smoke, moto endpoint) and returns its rows.
+# Each runner takes (smoke, moto's endpoint) and returns its rows; DynamoDB is at
+# AWS_ENDPOINT_URL_DYNAMODB.
 SECTIONS = {
     "cold-import": lambda smoke, endpoint: cold_import.run(smoke),
     "cold-start": cold_start.run,
@@ -38,6 +41,14 @@ def machine() -> dict:
                   if line.startswith("model name")), platform.processor() or "unknown")
     return {"nproc": os.cpu_count(), "cpu": model, "python": platform.python_version(),
             "system": f"{platform.system()} {platform.release()}"}
+
+
+def engines() -> dict:
+    """What stood in for AWS: DynamoDB Local as `make dynamodb-local` installs it, moto."""
+    from importlib.metadata import version
+
+    return {"dynamodb": "DynamoDB Local 1.11.478 (in memory)",
+            "ses, ssm": f"moto {version('moto')} server, one request at a time"}
 
 
 def _number(value: float | None, unit: str = "") -> str:
@@ -65,7 +76,8 @@ def table(rows: list[Row]) -> str:
 
 def run(sections: list[str], smoke: bool) -> list[Row]:
     rows: list[Row] = []
-    with moto_server() as endpoint, aws_pointed_at(endpoint):
+    with moto_server() as endpoint, dynamodb_local() as dynamodb, \
+            aws_pointed_at(endpoint, dynamodb):
         for name in sections:
             runner = SECTIONS[name]
             started = time.perf_counter()
@@ -85,12 +97,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     rows = run(args.only, args.smoke)
     report = {"generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-              "smoke": args.smoke, "machine": machine(),
+              "smoke": args.smoke, "machine": machine(), "engines": engines(),
               "rows": [row.as_dict() for row in rows]}
     args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     about = report["machine"]
     print(f"\nMeasured {report['generated_at']} on {about['nproc']} × {about['cpu']}, "
           f"Python {about['python']}, {about['system']}{' (smoke sizes)' if args.smoke else ''}"
+          f"; {'; '.join(f'{k}: {v}' for k, v in report['engines'].items())}"
           f"\n\n{table(rows)}\n\nwritten to {args.out}")
     return 0
 

@@ -19,7 +19,15 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from bench.harness import APP_ENV, AWS_ENV, ROOT, Row, interleaved_medians, ratio_row
+from bench.harness import (
+    APP_ENV,
+    AWS_ENV,
+    ROOT,
+    Row,
+    endpoints,
+    interleaved_medians,
+    ratio_row,
+)
 
 SECTION = "cold start"
 HELLO = Path(__file__).resolve().parent / "hello"
@@ -71,7 +79,7 @@ def _first_answer(folder: Path, endpoint: str, event: dict, env: dict, handler: 
 
     spawned = time.time()
     run = invoke(folder, [event], function_name="bench-cold-start", handler=handler,
-                 env=dict(AWS_ENV, AWS_ENDPOINT_URL=endpoint, **env))
+                 env=dict(AWS_ENV, **endpoints(), **env))
     [result] = run.results
     if result.error or result.value.get("statusCode") != 200:
         raise RuntimeError(f"GET / failed in {folder.name}: {result.error or result.value}"

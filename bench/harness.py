@@ -1,4 +1,5 @@
-"""What every benchmark shares: result rows, a moto server, AWS call counting, timing."""
+"""What every benchmark shares: result rows, moto's server and DynamoDB Local, AWS call
+counting, timing."""
 
 from __future__ import annotations
 
@@ -116,10 +117,58 @@ def reset_moto(endpoint: str) -> None:
 
 
 @contextmanager
-def aws_pointed_at(endpoint: str) -> Iterator[None]:
-    """Point this process's boto3 at ``endpoint`` with fake credentials, then restore."""
+def dynamodb_local() -> Iterator[str]:
+    """AWS's DynamoDB Local, started as `make soak` starts it; yields its endpoint."""
+    from soak import dynamodb_local as emulator
+
+    proc, endpoint = emulator.start()
+    try:
+        yield endpoint
+    finally:
+        emulator.stop(proc)
+
+
+def delete_tables() -> None:
+    """Delete every DynamoDB table: DynamoDB Local has no reset."""
+    from tracker import aws
+
+    client = aws.client("dynamodb")
+    for page in client.get_paginator("list_tables").paginate():
+        for name in page["TableNames"]:
+            client.delete_table(TableName=name)
+
+
+@contextmanager
+def dynamodb_on_moto() -> Iterator[None]:
+    """Send DynamoDB to moto's server too for a ``with`` block, then back."""
+    from tracker import aws
+
+    saved = os.environ.pop("AWS_ENDPOINT_URL_DYNAMODB", None)
+    aws.reset()
+    try:
+        yield
+    finally:
+        if saved:
+            os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = saved
+        aws.reset()
+
+
+def endpoints() -> dict[str, str]:
+    """The endpoint variables this process's boto3 uses, for a child process."""
+    return {name: os.environ[name] for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB")
+            if name in os.environ}
+
+
+@contextmanager
+def aws_pointed_at(endpoint: str, dynamodb: str | None = None) -> Iterator[None]:
+    """Point boto3 at ``endpoint``, DynamoDB at ``dynamodb`` if given, then restore."""
     saved = dict(os.environ)
     os.environ.update(AWS_ENV, AWS_ENDPOINT_URL=endpoint, **APP_ENV)
+    os.environ.pop("AWS_ENDPOINT_URL_SESV2", None)
+    if dynamodb:
+        os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = dynamodb
+    else:
+        os.environ.pop("AWS_ENDPOINT_URL_DYNAMODB", None)
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "LOCAL_MODE", "AWS_LAMBDA_FUNCTION_NAME"):
         os.environ.pop(name, None)
     from tracker import aws
@@ -197,7 +246,7 @@ DYNAMODB_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem",
 
 
 def tracker_app(endpoint: str, *, reset: bool = True, **overrides):
-    """A tracker app with its table and sender ready; on an emptied moto unless told."""
+    """A tracker app with its table and sender ready; on emptied engines unless told."""
     from app import create_app
 
     app = create_app(dict({"SEND_RATE": 0}, **overrides))
@@ -207,15 +256,16 @@ def tracker_app(endpoint: str, *, reset: bool = True, **overrides):
 
 
 def bootstrap(app, endpoint: str, *, reset: bool = True) -> None:
-    """Create the app's table and verify its sender, on an emptied moto unless told.
+    """Create the app's table and verify its sender, on emptied engines unless told.
 
-    moto's TransactWriteItems copies every table it holds (to roll back), so its time
-    grows with what moto stores: measurements of the form start from an empty account.
+    Every measurement starts from an empty account: no table but the app's own, no
+    email in moto's SES, so what earlier rows stored cannot weigh on the next.
     """
     from tracker import aws, cli
 
     if reset:
         reset_moto(endpoint)
+        delete_tables()
     with app.app_context():
         result = app.test_cli_runner().invoke(cli.bootstrap)
         if result.exit_code:

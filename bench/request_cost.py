@@ -1,7 +1,7 @@
 """Cost per request: throughput against a bare Flask app, and AWS calls per submission/email.
 
-Both apps run in this process behind Flask's test client and talk to the same moto
-server; only the app differs.
+Both apps run in this process behind Flask's test client and talk to the same DynamoDB
+Local and moto server (SES); only the app differs.
 """
 
 from __future__ import annotations
@@ -127,11 +127,11 @@ def run(smoke: bool, endpoint: str) -> list[Row]:
                   "Flask test client in this process, for both apps"),
         ratio_row(SECTION, "valid POST / throughput vs bare Flask + one put_item",
                   posts["tracker"], posts["bare"], "req/s", ">= 0.7",
-                  f"AWS calls (moto server, one request at a time) took {aws_ms[0]:.1f} of "
+                  f"AWS calls (DynamoDB Local; SES on moto's server) took {aws_ms[0]:.1f} of "
                   f"{post_ms[0]:.1f} ms per tracker POST ({aws_split} ms each), "
                   f"{aws_ms[1]:.1f} of {post_ms[1]:.1f} "
                   f"ms per bare POST; outside them the ratio is {outside:.2f}. Blocks of "
-                  f"{block} from an empty moto (see bench/harness.py `bootstrap`)"),
+                  f"{block} from fresh tables (see bench/harness.py `bootstrap`)"),
         Row(SECTION, "DynamoDB calls per submission", per_submission[0], "calls", goal="<= 2",
             note=f"per submission: {submission_calls} (counted from boto3's event hooks)"),
         Row(SECTION, "SES calls per submission", per_submission[1], "calls", goal="<= 1"),
