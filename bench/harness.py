@@ -138,21 +138,6 @@ def delete_tables() -> None:
             client.delete_table(TableName=name)
 
 
-@contextmanager
-def dynamodb_on_moto() -> Iterator[None]:
-    """Send DynamoDB to moto's server too for a ``with`` block, then back."""
-    from tracker import aws
-
-    saved = os.environ.pop("AWS_ENDPOINT_URL_DYNAMODB", None)
-    aws.reset()
-    try:
-        yield
-    finally:
-        if saved:
-            os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = saved
-        aws.reset()
-
-
 def endpoints() -> dict[str, str]:
     """The endpoint variables this process's boto3 uses, for a child process."""
     return {name: os.environ[name] for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB")

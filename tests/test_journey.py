@@ -117,3 +117,19 @@ def test_manage_page_shows_timeline_and_deletes_now(client, outbox, table):
     assert response.status_code == 303
     assert stored_requests(table) == []
     assert client.get(manage).status_code == 404
+
+
+def test_a_reseller_journey_stores_no_empty_number_and_sends_its_one_reminder(
+        client, runner, outbox, table):
+    # DynamoDB Local, stricter than moto, refuses empty strings: nothing of a request the
+    # traveller did not give is stored, not even as "".
+    response = submit(client, operator="reseller", phone=None, channel=None,
+                      plan_ends_on="2026-10-02")
+    assert response.status_code == 303
+    [item] = stored_requests(table)
+    assert "" not in item.values() and "phone_last4" not in item
+    assert client.get(response.headers["Location"]).status_code == 200
+    manage = local_path(link(outbox()[0], "/manage/"))
+    assert client.get(manage).status_code == 200
+    assert run_job(runner, "2026-10-02T05:00:00Z")["sent"] == 1
+    assert len(outbox()) == 2

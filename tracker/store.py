@@ -135,7 +135,7 @@ def _parse_request(item: dict) -> Request:
     history = tuple(Event(parse_iso(e["at"]), e["what"]) for e in item.get("history", []))
     return Request(
         id=item["id"], email=item["email"], operator=item["operator"],
-        phone_last4=item["phone_last4"], channel=item["channel"],
+        phone_last4=item.get("phone_last4", ""), channel=item["channel"],
         requested_on=date.fromisoformat(item["requested_on"]), timezone=item["timezone"],
         lang=item["lang"], created_at=parse_iso(item["created_at"]), progress=progress,
         history=history, version=int(item.get("version", 0)),
@@ -197,12 +197,14 @@ class Store:
         """
         item = {
             "pk": _key(request.id)["pk"], "id": request.id, "email": request.email,
-            "operator": request.operator, "phone_last4": request.phone_last4,
+            "operator": request.operator,
             "channel": request.channel, "requested_on": request.requested_on.isoformat(),
             "timezone": request.timezone, "lang": request.lang,
             "created_at": iso(request.created_at), "version": 0, "attempts": 0,
             "history": [{"at": iso(now), "what": "submitted"}],
         }
+        if request.phone_last4:  # a reseller eSIM has none; DynamoDB Local refuses ""
+            item["phone_last4"] = request.phone_last4
         if request.plan_ends_on:
             item["plan_ends_on"] = request.plan_ends_on.isoformat()
         if self.address_key:
