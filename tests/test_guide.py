@@ -159,22 +159,8 @@ def test_a_bakcell_traveller_abroad_is_not_told_to_call(client):
 
 # ------------------------------------------------------------------ 5: reseller
 
-def test_a_reseller_esim_asks_for_no_number_and_reminds_once_on_the_plan_end(
-        client, runner, outbox, table):
-    response = submit(client, operator="reseller", phone=None, channel=None,
-                      plan_ends_on="2026-10-02")
-    assert response.status_code == 303
-    [item] = stored_requests(table)
-    assert "phone_last4" not in item and item["status"] == "guided"
-    assert item["next_kind"] == "delete_profile"
-    [guide] = outbox()
-    assert "refund" in guide["text"].lower() and "ending in" not in guide["text"]
-    page = client.get(response.headers["Location"]).get_data(as_text=True)
-    assert "nothing to cancel" in page and "Delete eSIM" in page
-    assert run_job(runner, "2026-10-01T08:00:00Z")["sent"] == 0
-    assert run_job(runner, "2026-10-02T05:00:00Z")["sent"] == 1
-    assert "delete the profile" in outbox()[-1]["subject"]
-    assert run_job(runner, "2026-12-30T08:00:00Z")["sent"] == 0
+# The reseller journey itself (no number asked or stored, one reminder on the plan's end
+# day) is in test_journey.py, which runs it on both DynamoDB engines.
 
 
 def test_the_form_offers_the_reseller_choice_and_says_no_number_is_needed(client):

@@ -119,17 +119,22 @@ def test_manage_page_shows_timeline_and_deletes_now(client, outbox, table):
     assert client.get(manage).status_code == 404
 
 
-def test_a_reseller_journey_stores_no_empty_number_and_sends_its_one_reminder(
+def test_a_reseller_esim_asks_for_no_number_and_reminds_once_on_the_plan_end(
         client, runner, outbox, table):
-    # DynamoDB Local, stricter than moto, refuses empty strings: nothing of a request the
-    # traveller did not give is stored, not even as "".
     response = submit(client, operator="reseller", phone=None, channel=None,
                       plan_ends_on="2026-10-02")
     assert response.status_code == 303
     [item] = stored_requests(table)
+    # Nothing the traveller did not give is stored, not even as "" (which DynamoDB Local,
+    # stricter than moto, refuses).
     assert "" not in item.values() and "phone_last4" not in item
-    assert client.get(response.headers["Location"]).status_code == 200
-    manage = local_path(link(outbox()[0], "/manage/"))
-    assert client.get(manage).status_code == 200
+    assert item["status"] == "guided" and item["next_kind"] == "delete_profile"
+    [guide] = outbox()
+    assert "refund" in guide["text"].lower() and "ending in" not in guide["text"]
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "nothing to cancel" in page and "Delete eSIM" in page
+    assert client.get(local_path(link(guide, "/manage/"))).status_code == 200
+    assert run_job(runner, "2026-10-01T08:00:00Z")["sent"] == 0
     assert run_job(runner, "2026-10-02T05:00:00Z")["sent"] == 1
-    assert len(outbox()) == 2
+    assert "delete the profile" in outbox()[-1]["subject"]
+    assert run_job(runner, "2026-12-30T08:00:00Z")["sent"] == 0
