@@ -131,6 +131,15 @@ def add_working_days(day: date, count: int) -> date:
     return day
 
 
+def working_days_between(start: date, end: date) -> int:
+    """Count the working days after ``start`` up to and including ``end``."""
+    days, day = 0, start
+    while day < end:
+        day += timedelta(days=1)
+        days += is_working_day(day)
+    return days
+
+
 def daytime(moment: datetime, tz: ZoneInfo) -> datetime:
     """Return the first instant at or after ``moment`` within 09:00–20:00 in ``tz``."""
     local = moment.astimezone(tz)

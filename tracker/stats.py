@@ -16,18 +16,19 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
+import operators
 from tracker import policy
 
 log = logging.getLogger(__name__)
 
-# Resellers' data-only eSIMs have no operator to process anything, and `not_yet` is no
-# request yet: neither has a processing time, so neither is counted.
-TIMED_OPERATORS = ("azercell", "bakcell", "nar")
+# Every operator on file is timed (resellers' data-only eSIMs have no operator to process
+# anything); `not_yet` is no request yet. Neither has a processing time to count.
+TIMED_OPERATORS = tuple(operators.codes())
 TIMED_CHANNELS = ("call", "sms", "online", "store")
-ANSWER_KINDS = ("cancelled", "still_active", "not_sure")
-EVIDENCE = ("written", "call", "phone", "bill")
+ANSWER_KINDS = policy.ANSWERS
+EVIDENCE = policy.EVIDENCE
 MAX_DAYS = 15  # the histograms' last bucket holds this many working days or more
 WINDOW_MONTHS = 12  # the page and the scheduling rule read this many months back
 MIN_DAYS, MAX_CHECK_DAYS = 1, 5  # bounds of a measured first check, in working days
@@ -94,15 +95,6 @@ def window(now: datetime, months: int = WINDOW_MONTHS) -> list[str]:
     return out
 
 
-def working_days_between(start: date, end: date) -> int:
-    """Azerbaijani working days after ``start`` up to and including ``end``."""
-    days, day = 0, start
-    while day < end:
-        day += timedelta(days=1)
-        days += policy.is_working_day(day)
-    return days
-
-
 def on_submit(operator: str, channel: str, requested_on: date) -> Counts | None:
     """What a new request adds: one request in its cell."""
     if not is_timed(operator, channel):
@@ -117,7 +109,7 @@ def on_answer(operator: str, channel: str, requested_on: date, reply: str, *,
     if not is_timed(operator, channel) or reply not in ANSWER_KINDS:
         return None
     earlier = list(earlier)
-    days = working_days_between(requested_on, now.astimezone(policy.BAKU).date())
+    days = policy.working_days_between(requested_on, now.astimezone(policy.BAKU).date())
     add = Counter({answers(reply): 1})
     if not earlier:
         add[first(reply)] += 1
