@@ -348,14 +348,14 @@ def test_backfill_counts_old_requests_once_paginated_and_never_new_ones(
     submit(client, requested_on="2026-09-14")  # counted live at submission
     first = json.loads(runner.invoke(args=["stats", "backfill", "--page-size", "2"],
                                      catch_exceptions=False).output)
-    assert first == {"counted": 5, "skipped": 0, "raced": 0}
+    assert first == {"counted": 5, "skipped": 0, "raced": 0, "unreadable": 0}
     expected = {"requests": 6, "answers_still_active": 3, "first_still_active": 3,
                 "days_still_active_0": 3, "answers_cancelled": 3, "days_cancelled_3": 3,
                 "evidence_unknown": 3}
     assert counters(table) == expected
     again = json.loads(runner.invoke(args=["stats", "backfill", "--page-size", "2"],
                                      catch_exceptions=False).output)
-    assert again == {"counted": 0, "skipped": 0, "raced": 0}
+    assert again == {"counted": 0, "skipped": 0, "raced": 0, "unreadable": 0}
     assert counters(table) == expected
 
 
@@ -369,6 +369,16 @@ def test_backfill_counts_the_evidence_an_answer_recorded_in_the_timeline(
     assert found["answers_cancelled"] == 2
     assert (found["evidence_bill"], found["evidence_written"]) == (1, 1)
     assert found["evidence_unknown"] == 1  # the answer from before evidence was kept
+
+
+def test_backfill_passes_over_an_unreadable_item_and_counts_the_rest(
+        postman, runner, table):
+    _legacy_request(postman.store, 1, answers=[])
+    table.put_item(Item={"pk": "REQ#broken", "id": "broken", "status": "open"})  # hand edit
+    result = runner.invoke(args=["stats", "backfill"], catch_exceptions=False)
+    assert json.loads(result.output) == {"counted": 1, "skipped": 0, "raced": 0,
+                                         "unreadable": 1}
+    assert counters(table) == {"requests": 1}
 
 
 def test_an_answer_to_an_old_request_is_left_to_the_backfill_then_counted_live(
