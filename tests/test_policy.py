@@ -155,3 +155,11 @@ def test_until_the_first_check_email_only_the_cancelled_answer_is_taken():
     assert policy.answers_taken(waiting, ["sent:check", "answer:still_active"]) == policy.ANSWERS
     assert policy.answers_taken(Progress(status=policy.NO_ANSWER, next_kind=None),
                                 []) == policy.ANSWERS
+
+
+@pytest.mark.parametrize("evidence, proven", [
+    ((), False), (("bill",), False), (("call", "phone", "bill"), False),
+    (("written",), True), (("bill", "written"), True)])
+def test_only_written_confirmation_proves_termination(evidence, proven):
+    # A suspended line also fails calls, says "SIM not valid" and charges nothing.
+    assert policy.proves_termination(evidence) is proven

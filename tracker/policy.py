@@ -30,6 +30,10 @@ ANSWERS = ("cancelled", "still_active", "not_sure")
 EARLY_ANSWERS = ("cancelled",)  # before the first check email (see before_first_check)
 # What a "cancelled" answer may rest on, strongest first (the check page's checkboxes).
 EVIDENCE = ("written", "call", "phone", "bill")
+# Of those, what tells a terminated line from a suspended one: only the operator's written
+# confirmation. A call that fails, the phone's "SIM not valid" and no new charges look the
+# same for a line that is only suspended or closed for now (issue 18).
+PROOF = frozenset({"written"})
 
 # Email kinds, in the order a traveller may meet them. ASK_AGAIN follows a "not_sure"
 # answer; NUDGE reminds a not_yet traveller to ask; DELETE_PROFILE is a reseller's one
@@ -212,6 +216,11 @@ def _await_answer(progress: Progress, now: datetime, rules: Rules, tz: ZoneInfo)
         return dataclasses.replace(progress, status=NO_ANSWER, next_kind=None, due_at=None)
     due = working_days_later(now, rules.reminder_gap_days, tz)
     return dataclasses.replace(progress, status=OPEN, next_kind=REMINDER, due_at=due)
+
+
+def proves_termination(evidence: Iterable[str]) -> bool:
+    """Tell whether the evidence of a "cancelled" answer shows the line terminated."""
+    return not PROOF.isdisjoint(evidence)
 
 
 def before_first_check(progress: Progress, history: Iterable[str]) -> bool:
