@@ -133,9 +133,9 @@ class Soak:
 
         postman = self.app.extensions["tracker"]
         session = boto3.session.Session()
-        table = session.resource("dynamodb", config=aws._config()).Table(
+        table = session.resource("dynamodb", config=aws.config_for("dynamodb")).Table(
             self.app.config["TABLE_NAME"])
-        ses = session.client("sesv2", config=aws._config(1))
+        ses = session.client("sesv2", config=aws.config_for("sesv2", 1))
         store = Store(table, lease_seconds=int(postman.store.lease.total_seconds()),
                       address_key=postman.store.address_key)
         mailer = Recorder(SesMailer(lambda: ses), self.recorder.accepted)

@@ -17,6 +17,7 @@ from cfnlint.decode import decode
 
 from deploy import lambda_runner, secret
 from tests.conftest import ROOT
+from tests.helpers import emf_lines
 from tracker import config, metrics
 
 TEMPLATE = ROOT / "deploy" / "operations.yaml"
@@ -126,19 +127,14 @@ def test_importing_the_app_never_imports_the_sandbox_runner(moto_endpoint):
 
 # --- Metrics ------------------------------------------------------------------------
 
-def emf_lines(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines()
-            if line.startswith("{") and '"_aws"' in line]
-
-
 def test_job_run_emits_its_counts_as_one_emf_line(monkeypatch, capsys):
     import app  # noqa: F401 - built before the test pretends to be on Lambda
     import handlers.followup
     from tracker import followups
 
     result = {"sent": 3, "failed": 1, "deferred": 2, "retry": 0, "skipped": 0,
-              "suppressed": 0, "errors": 2, "quarantined": 1, "paused": False,
-              "throttled": False, "stopped_early": True}
+              "suppressed": 0, "errors": 2, "quarantined": 1, "paused": True,
+              "throttled": False, "stalled": False, "stopped_early": True}
     monkeypatch.setattr(followups, "run", lambda postman, **kw: dict(result))
     monkeypatch.setenv("STAGE", "prod")
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "esim-tracker-prod")
@@ -151,9 +147,77 @@ def test_job_run_emits_its_counts_as_one_emf_line(monkeypatch, capsys):
     assert all(m["Unit"] == "Count" for m in directive["Metrics"])
     assert line["Stage"] == "prod"
     assert (line["JobSent"], line["JobFailed"], line["JobErrors"], line["JobQuarantined"],
-            line["JobStoppedEarly"], line["JobPaused"], line["JobRunCompleted"]) == \
-        (3, 1, 2, 1, 1, 0, 1)
+            line["JobStoppedEarly"], line["JobPaused"], line["JobStalled"],
+            line["JobRunCompleted"]) == (3, 1, 2, 1, 1, 1, 0, 1)
     assert isinstance(line["_aws"]["Timestamp"], int)
+
+
+def test_every_job_metric_is_a_count_that_real_runs_produce(app, postman, ses_client, table):
+    """A metric the job can never make non-zero (JobPaused once was) is a lie and a bill."""
+    from datetime import timedelta
+
+    from soak import faults
+    from tests.jobs import NOW, address, seed_due
+    from tracker import followups
+
+    seen = set()
+
+    def run(**kwargs) -> dict:
+        with app.app_context():
+            result = followups.run(postman, now=NOW, **kwargs)
+        assert set(metrics.JOB_COUNTS) <= set(result)  # a missing key would read as 0
+        seen.update(key for key in metrics.JOB_COUNTS if result[key])
+        return result
+
+    # sent, retry, failed, suppressed and quarantined, in one run.
+    ids = seed_due(postman.store, 6)
+    postman.store.suppress(postman.store.address_key(address(4)), reason="bounce", now=NOW,
+                           until=NOW + timedelta(days=365))
+    table.update_item(Key={"pk": f"REQ#{ids[5]}"}, UpdateExpression="REMOVE next_key")
+
+    def one_of_each(request, **_):
+        if faults.recipient(request) == address(1):
+            return faults.ses_error(request, "InternalFailure", 500)
+        if faults.recipient(request) == address(2):
+            return faults.ses_error(request, "MessageRejected", 400, message="bad content")
+
+    with faults.injected(ses_client, one_of_each, "before-send.sesv2.SendEmail"):
+        run()
+    # errors: DynamoDB failing on one item past botocore's attempts.
+    seed_due(postman.store, 1, start=10)
+    broken = lambda request, **_: (  # noqa: E731
+        faults.dynamodb_error(request, "InternalServerError", 500)
+        if b"REQ#seed00010" in (request.body or b"") else None)
+    with faults.fast_backoff(), faults.injected(table.meta.client, broken,
+                                                "before-send.dynamodb.UpdateItem"):
+        run()
+    # paused and stalled: the account's sending is paused.
+    seed_due(postman.store, 2, start=20)
+    with faults.injected(ses_client, lambda request, **_: faults.ses_error(
+            request, "SendingPausedException", 400), "before-send.sesv2.SendEmail"):
+        run()
+    # throttled, after one was sent (so not stalled).
+    sends = []
+
+    def throttle_the_second(request, **_):
+        sends.append(1)
+        if len(sends) > 1:
+            return faults.ses_error(request, "TooManyRequestsException", 429)
+
+    with faults.injected(ses_client, throttle_the_second, "before-send.sesv2.SendEmail"):
+        assert not run()["stalled"]
+    # stopped_early: no time left.
+    run(time_left_millis=lambda: 0)
+
+    assert seen == set(metrics.JOB_COUNTS)
+
+
+def test_every_alarm_on_our_namespace_watches_a_metric_the_code_emits(template):
+    ours = [p for p in alarms(template).values() if p.get("Namespace") == metrics.NAMESPACE]
+    assert ours
+    for props in ours:
+        assert props["MetricName"] in metrics.EMITTED, props["MetricName"]
+        assert props["Dimensions"] == [{"Name": "Stage", "Value": {"Ref": "Stage"}}]
 
 
 def test_a_job_run_that_raises_emits_no_completed_run(monkeypatch, capsys):
@@ -370,3 +434,51 @@ def test_each_catalog_is_read_once_per_process_not_once_per_request(app, monkeyp
             assert client.get(f"/?lang={lang}").status_code == 200
     assert sorted(set(reads)) == ["ru", "zh"]
     assert len(reads) == len(set(reads)) * len(app.extensions["babel"].translation_directories)
+
+
+# --- A run never outlives its reserve -------------------------------------------------
+
+def bounds_of(client):
+    """The bounds a live botocore client really runs with."""
+    from tracker import aws
+
+    cfg = client.meta.config
+    return aws.Bounds(connect=cfg.connect_timeout, read=cfg.read_timeout,
+                      attempts=cfg.retries["total_max_attempts"])
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_reserve_covers_one_email_at_its_worst_and_fits_the_functions_timeout(
+        stage, app, postman):
+    from datetime import timedelta
+
+    from tracker import aws
+
+    table_client = aws.table(app.config["TABLE_NAME"]).meta.client
+    ses = aws.client("sesv2", max_attempts=aws.SEND.attempts)
+    call, send = bounds_of(table_client), bounds_of(ses)
+    assert (call, send) == (aws.DYNAMODB, aws.SEND)  # the clients run with these
+    assert send.attempts == 1  # a retried send can be a second email
+    # Query, claim, re-read, send, record: each at its worst (timeouts, attempts, waits).
+    worst = 4 * call.worst_seconds() + send.worst_seconds()
+    reserve = app.config["RESERVE_MILLIS"] / 1000
+    timeout = lambda_runner.stage_settings(stage)["timeout_seconds"]
+    assert worst <= reserve
+    assert reserve + 60 <= timeout  # a minute of work per run at the least
+    assert timedelta(seconds=app.config["LEASE_SECONDS"]) > timedelta(seconds=timeout)
+    # Sending starts only while the lease outlives the re-read, the send and the record.
+    assert postman.lease_margin >= timedelta(seconds=2 * call.worst_seconds()
+                                             + send.worst_seconds())
+    assert postman.time_to_send() >= timedelta(seconds=2 * call.worst_seconds()
+                                               + send.worst_seconds())
+
+
+def test_worst_case_of_one_call_counts_every_attempt_and_every_wait():
+    from tracker import aws
+
+    # 4 attempts of 1 s + 2 s, three waits of at most 1, 2 and 4 s, each + 5 s of hint.
+    assert aws.Bounds(connect=1, read=2, attempts=4).worst_seconds() == 12 + 7 + 15
+    assert aws.Bounds(connect=2, read=8, attempts=1).worst_seconds() == 10
+    # The backoff is capped at 20 s a wait.
+    assert aws.Bounds(connect=0, read=0, attempts=8).worst_seconds() == \
+        1 + 2 + 4 + 8 + 16 + 20 + 20 + 7 * 5

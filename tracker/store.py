@@ -334,6 +334,32 @@ class Store:
             raise StoreError("claim failed") from exc
         return _to_request(item)
 
+    def confirm(self, request: Request, *, owner: str) -> tuple[bool, str | None]:
+        """Read, just before a send, whether ``owner`` still holds the request's pending
+        email, and why its address must not be mailed (None when it may).
+
+        One TransactGetItems, strongly consistent, of the request and the address's
+        suppression item: an answer, a stop or a delete since the claim dropped the lease
+        or moved ``next_key``. A transaction conflict means one is being written right
+        now: not ours either.
+        """
+        gets = [{"Get": {"TableName": self.table.name, "Key": _key(request.id),
+                         "ProjectionExpression": "lease_owner, next_key"}}]
+        if self.address_key:
+            gets.append({"Get": {
+                "TableName": self.table.name, "Key": {"pk": self.address_key(request.email)},
+                "ProjectionExpression": "#r", "ExpressionAttributeNames": {"#r": "reason"}}})
+        try:
+            answer = self.table.meta.client.transact_get_items(TransactItems=gets)
+        except errors.ClientError as exc:
+            if exc.response["Error"]["Code"] == "TransactionCanceledException":
+                return False, None
+            raise StoreError("confirm failed") from exc
+        found = [entry.get("Item") or {} for entry in answer["Responses"]]
+        ours = (found[0].get("lease_owner") == owner
+                and found[0].get("next_key") == request.progress.next_key)
+        return ours, (found[1].get("reason") if len(found) > 1 else None)
+
     def quarantine(self, key: str, *, now: datetime) -> bool:
         """Take an unreadable item out of the due index, keeping it for a maintainer."""
         try:
@@ -436,17 +462,6 @@ class Store:
                                       "expires": int(until.timestamp())})
         except errors.ClientError as exc:
             raise StoreError("put_item of suppression failed") from exc
-
-    def suppression(self, address: str) -> str | None:
-        """Why ``address`` must not be mailed (``bounce``, ``complaint``), or None."""
-        if not self.address_key:
-            return None
-        try:
-            item = self.table.get_item(Key={"pk": self.address_key(address)},
-                                       ConsistentRead=True).get("Item")
-        except errors.ClientError as exc:
-            raise StoreError("get_item of suppression failed") from exc
-        return item["reason"] if item else None
 
     def requests_to(self, addr_key: str) -> list[str]:
         """The ids of every stored request to the address with this key."""
