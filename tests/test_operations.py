@@ -273,13 +273,175 @@ def test_every_alarm_the_runbook_names_is_defined_and_notifies_the_alarm_topic(t
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
         ("esim-tracker", metrics.RUN_COMPLETED), ("esim-tracker", "JobFailed"),
         ("esim-tracker", "JobErrors"), ("esim-tracker", "JobStoppedEarly"),
+        ("esim-tracker", "JobStalled"), ("esim-tracker", "JobRetried"),
+        ("esim-tracker", metrics.WEB_MAIL_PAUSED), ("esim-tracker", metrics.WEB_MAIL_FAILED),
+        ("esim-tracker", metrics.FEEDBACK_DROPPED),
         ("AWS/SES", "Reputation.BounceRate"), ("AWS/SES", "Reputation.ComplaintRate"),
         ("AWS/ApiGateway", "5XXError")}
     for props in alarms(template).values():
         assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}]
         if props["Namespace"] == "esim-tracker":  # what tracker/metrics.py writes
-            assert props["MetricName"] in {*metrics.JOB_COUNTS.values(), metrics.RUN_COMPLETED}
+            assert props["MetricName"] in metrics.EMITTED
             assert props["Dimensions"] == [{"Name": "Stage", "Value": {"Ref": "Stage"}}]
+
+
+# CloudWatch's alarm evaluation, as documented: periods aligned on the clock, the last
+# EvaluationPeriods of them, in ALARM when DatapointsToAlarm of them breach; missing data
+# is not breaching (TreatMissingData: notBreaching). CloudWatch's own lag (a few minutes)
+# comes on top.
+def alarm_fires_at(props, events: list[tuple[float, float]], *, until: float) -> float | None:
+    """The first minute (from 0) at which the alarm is in ALARM, given (minute, value)
+    data points of a Sum statistic; None if it never is before ``until``."""
+    period = props["Period"] / 60
+    count, needed = props["EvaluationPeriods"], props.get("DatapointsToAlarm",
+                                                          props["EvaluationPeriods"])
+    minute = 0.0
+    while minute <= until:
+        last = int(minute // period)  # the period that ends at or before now
+        sums = []
+        for index in range(last - count, last):
+            values = [v for t, v in events if index * period <= t < (index + 1) * period]
+            sums.append(sum(values) if values else None)
+        breaching = sum(1 for v in sums if v is not None and v >= props["Threshold"])
+        if breaching >= needed:
+            return minute
+        minute += 1
+    return None
+
+
+def alarm_on(template, metric: str) -> list[dict]:
+    return [p for p in alarms(template).values() if p["MetricName"] == metric]
+
+
+def runs(every: float, start: float, until: float, value: float = 1.0):
+    t, points = start, []
+    while t <= until:
+        points.append((t, value))
+        t += every
+    return points
+
+
+@pytest.mark.parametrize("metric, points", [
+    # SES refuses the sender or account, denies access, throttles: each run sends none.
+    ("JobStalled", runs(15, 7, 120)),
+    # Ten emails failing at every try, backing off 15, 30, 60 minutes.
+    ("JobRetried", [(7, 10), (22, 10), (52, 10), (112, 10)]),
+    ("WebMailPaused", [(3, 1)]),
+    ("WebMailFailed", [(3, 1)]),
+    ("FeedbackDropped", [(3, 1)]),
+    ("5XXError", runs(10, 3, 120)),  # a trickle: one 500 every 10 minutes
+], ids=["stalled", "retries", "web-paused", "web-failed", "feedback-dropped", "5xx-trickle"])
+def test_every_way_of_sending_nothing_alarms_within_an_hour(template, metric, points):
+    fired = [alarm_fires_at(p, points, until=120) for p in alarm_on(template, metric)]
+    assert any(at is not None and at <= 60 for at in fired), fired
+
+
+@pytest.mark.parametrize("metric, points", [
+    ("JobStalled", [(7, 1)]),  # one run throttled, the next one sends
+    ("JobRetried", [(7, 1), (22, 1), (52, 1), (112, 1)]),  # one email backing off
+    ("5XXError", runs(60, 3, 180)),  # one stray 500 an hour
+])
+def test_a_passing_blip_does_not_page(template, metric, points):
+    assert all(alarm_fires_at(p, points, until=180) is None for p in alarm_on(template, metric))
+
+
+def test_dropped_sns_records_reach_an_alarm(template):
+    """handlers/entry.py raises on an SNS record it cannot route: Lambda counts an error
+    at once, and after its two retries the record waits in the dead-letter queue."""
+    [errors] = alarm_on(template, "Errors")
+    assert errors["Dimensions"] == [{"Name": "FunctionName",
+                                     "Value": {"Fn::Sub": "esim-tracker-${Stage}"}}]
+    assert alarm_fires_at(errors, [(3, 1)], until=60) is not None
+    [letters] = alarm_on(template, "ApproximateNumberOfMessagesVisible")
+    assert letters["Dimensions"] == [{"Name": "QueueName", "Value": {
+        "Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}}]
+    assert alarm_fires_at(letters, [(3, 1)], until=60) is not None
+
+
+def condition_holds(template, name: str, parameters: dict) -> bool:
+    """Evaluate one of the template's Conditions for the given parameter values."""
+    def value(node):
+        if isinstance(node, dict) and "Ref" in node:
+            return parameters[node["Ref"]]
+        if isinstance(node, dict) and "Condition" in node:
+            return condition_holds(template, node["Condition"], parameters)
+        if isinstance(node, dict):
+            [(function, args)] = node.items()
+            if function == "Fn::Equals":
+                return value(args[0]) == value(args[1])
+            if function == "Fn::And":
+                return all(value(a) for a in args)
+            if function == "Fn::Or":
+                return any(value(a) for a in args)
+            if function == "Fn::Not":
+                return not value(args[0])
+            raise AssertionError(function)
+        return node
+
+    return value(template["Conditions"][name])
+
+
+@pytest.mark.parametrize("choice", ["auto", "yes"])
+def test_account_level_alarms_and_budget_exist_once_per_account(template, choice):
+    resources = template["Resources"]
+    account_level = [name for name, r in resources.items()
+                     if r["Type"] == "AWS::Budgets::Budget"
+                     or r.get("Properties", {}).get("Namespace") == "AWS/SES"]
+    assert sorted(account_level) == ["BounceRate", "ComplaintRate", "MonthlyBudgetAlert"]
+    for name in account_level:
+        props = resources[name]["Properties"]
+        if "AlarmName" in props:
+            assert isinstance(props["AlarmName"], str)  # one name, not one per stage
+    stacks = []
+    for stage in STAGES:
+        # With auto, prod's stack holds them; "yes" is for an account with one stage.
+        chosen = choice if stage == "prod" or choice == "auto" else "no"
+        parameters = {"Stage": stage, "AccountAlarms": chosen, "AlarmEmail": "ops@example.org"}
+        created = {name for name in account_level
+                   if condition_holds(template, resources[name]["Condition"], parameters)}
+        assert created in (set(), set(account_level))
+        stacks.append(bool(created))
+    assert stacks == [False, True]
+
+
+def test_the_budget_mails_before_the_month_runs_over(template):
+    budget = template["Resources"]["MonthlyBudgetAlert"]["Properties"]
+    assert budget["Budget"]["BudgetLimit"] == {"Amount": {"Ref": "MonthlyBudget"},
+                                               "Unit": "USD"}
+    kinds = {(n["Notification"]["NotificationType"], n["Notification"]["Threshold"])
+             for n in budget["NotificationsWithSubscribers"]}
+    assert kinds == {("ACTUAL", 80), ("FORECASTED", 100)}
+    assert all(n["Subscribers"] == [{"SubscriptionType": "EMAIL",
+                                     "Address": {"Ref": "AlarmEmail"}}]
+               for n in budget["NotificationsWithSubscribers"])
+
+
+def test_the_dead_letter_queue_outlives_the_stack_and_takes_records_only_from_the_function(
+        template):
+    resources = template["Resources"]
+    queue = resources["DeadLetterQueue"]
+    assert queue["DeletionPolicy"] == "Retain" and queue["UpdateReplacePolicy"] == "Retain"
+    policy = resources["DeadLetterQueuePolicy"]["Properties"]
+    assert policy["Queues"] == [{"Ref": "DeadLetterQueue"}]
+    [statement] = policy["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny" and statement["Principal"] == "*"
+    assert statement["Action"] == "sqs:SendMessage"  # receive and delete stay open
+    assert statement["Condition"] == {"ArnNotEquals": {"aws:PrincipalArn": {"Fn::Sub": (
+        "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/"
+        "esim-tracker-${Stage}-ZappaLambdaExecutionRole")}}}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_queue_policy_names_the_role_zappa_gives_the_function(stage):
+    settings = lambda_runner.stage_settings(stage)
+    assert settings["manage_roles"] is True
+    # Zappa names its role <project>-<stage>-ZappaLambdaExecutionRole (cli.py role_name).
+    from zappa.cli import ZappaCLI
+
+    cli = ZappaCLI()
+    cli.api_stage = stage
+    cli.load_settings(str(ROOT / "zappa_settings.json"))
+    assert cli.zappa.role_name == f"esim-tracker-{stage}-ZappaLambdaExecutionRole"
 
 
 def test_a_job_that_has_not_completed_a_run_in_30_minutes_alarms(template):
