@@ -535,46 +535,84 @@ def test_mailer_sends_through_the_configuration_set_it_is_given():
     assert "ConfigurationSetName" not in sent[1]
 
 
-def test_redrive_invokes_the_function_with_each_failed_event_then_deletes_it(ssm):
+FUNCTION = "arn:aws:lambda:eu-central-1:123456789012:function:esim-tracker-prod"
+RULE = "arn:aws:events:eu-central-1:123456789012:rule/esim-tracker-prod-handlers.followup.run"
+TOPIC = "arn:aws:sns:eu-central-1:123456789012:esim-tracker-prod-ses-feedback"
+
+
+def on_failure(event, function=FUNCTION + ":$LATEST") -> dict:
+    """Lambda's on-failure destination record for ``event``."""
+    return {"version": "1.0", "requestContext": {
+        "functionArn": function, "condition": "RetriesExhausted", "approximateInvokeCount": 3},
+        "requestPayload": event, "responsePayload": {"errorType": "StoreError"}}
+
+
+def scheduled(**changes) -> dict:
+    event = {"version": "0", "id": "x", "detail-type": "Scheduled Event",
+             "source": "aws.events", "account": "123456789012",
+             "time": "2026-12-01T08:00:00Z", "region": "eu-central-1",
+             "resources": [RULE], "detail": {}}
+    return {**event, **changes}
+
+
+def feedback(topic=TOPIC, message="{}") -> dict:
+    return {"Records": [{"EventSource": "aws:sns", "Sns": {
+        "Type": "Notification", "TopicArn": topic, "Message": message}}]}
+
+
+class Lambda:
+    def __init__(self):
+        self.invoked = []
+
+    def invoke(self, **request):
+        self.invoked.append(request)
+
+
+def test_redrive_sends_again_only_this_stages_schedule_and_feedback_and_leaves_the_rest(ssm):
     from deploy import redrive
     from tracker import aws
 
+    assert redrive.schedule_rule_names("prod") == [RULE.rsplit("/", 1)[1]]
     sqs = aws.client("sqs")
-    schedule = {"detail-type": "Scheduled Event", "time": "2026-12-01T08:00:00Z"}
-    sns = {"Records": [{"Sns": {"Message": "{}"}}]}
+    wanted = [scheduled(), feedback()]
+    others = {
+        "another rule": scheduled(resources=[RULE.replace("prod", "dev")]),
+        "a command beside the schedule": scheduled(command="tracker.cli.bootstrap"),
+        "raw python": {"raw_command": "import os; os.system('id')"},
+        "another topic": feedback(topic=TOPIC.replace("prod", "dev")),
+        "an SNS message naming a function": feedback(message='{"command": "app.x"}'),
+        "another function": "another-function",
+    }
 
     def queue(name: str) -> str:
         url = sqs.create_queue(QueueName=name)["QueueUrl"]
-        for event in (schedule, sns):
-            sqs.send_message(QueueUrl=url, MessageBody=json.dumps({
-                "requestPayload": event, "responsePayload": {"errorType": "StoreError"}}))
+        for event in wanted + [e for k, e in others.items() if k != "another function"]:
+            sqs.send_message(QueueUrl=url, MessageBody=json.dumps(on_failure(event)))
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps(on_failure(
+            scheduled(), function=FUNCTION.replace("prod", "dev"))))
+        sqs.send_message(QueueUrl=url, MessageBody="not json")
         return url
 
-    class Lambda:
-        def __init__(self):
-            self.invoked = []
-
-        def invoke(self, **request):
-            self.invoked.append(request)
-
+    stage = {"function": "esim-tracker-prod", "function_arn": FUNCTION, "rule_arns": [RULE],
+             "topic_arn": TOPIC}
     functions = Lambda()
-    listed = redrive.redrive(sqs, functions, queue_url=queue("listed"),
-                             function="esim-tracker-prod", send=False)
-    assert sorted(listed) == ["schedule event, failed with StoreError",
-                              "sns event, failed with StoreError"]
+    listed = redrive.redrive(sqs, functions, queue_url=queue("listed"), send=False, **stage)
+    assert sorted(line for line in listed if not line.startswith("LEFT")) == [
+        "schedule event, failed with StoreError", "sns event, failed with StoreError"]
+    assert sum(line.startswith("LEFT") for line in listed) == len(others) + 1
     assert functions.invoked == []
 
     url = queue("esim-tracker-prod-dlq")
-    sent = redrive.redrive(sqs, functions, queue_url=url, function="esim-tracker-prod",
-                           send=True)
-    assert len(sent) == 2
+    sent = redrive.redrive(sqs, functions, queue_url=url, send=True, **stage)
+    assert sum(not line.startswith("LEFT") for line in sent) == 2
     assert {r["FunctionName"] for r in functions.invoked} == {"esim-tracker-prod"}
     assert {r["InvocationType"] for r in functions.invoked} == {"Event"}
     payloads = sorted((json.loads(r["Payload"]) for r in functions.invoked), key=str)
-    assert payloads == sorted([schedule, sns], key=str)
+    assert payloads == sorted(wanted, key=str)
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-    assert attributes["ApproximateNumberOfMessages"] == "0"
-    assert attributes["ApproximateNumberOfMessagesNotVisible"] == "0"  # deleted, not hidden
+    # Every other record is still there, visible again for a person.
+    assert attributes["ApproximateNumberOfMessages"] == str(len(others) + 1)
+    assert attributes["ApproximateNumberOfMessagesNotVisible"] == "0"
 
 
 def test_each_catalog_is_read_once_per_process_not_once_per_request(app, monkeypatch):
