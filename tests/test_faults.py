@@ -494,3 +494,15 @@ def test_an_unreadable_item_is_quarantined_and_the_run_goes_on(
     assert any(getattr(r, "key", None) == f"REQ#{ids[3]}" for r in logged)
     assert run_job(app, now=NOW + timedelta(hours=1))["quarantined"] == 0  # out of the way
     assert len(sends_per_address(outbox)) == 5
+
+
+def test_dynamodb_unreachable_past_retries_is_a_503_the_traveller_can_retry(
+        client, dynamodb_client, fast_backoff):
+    """A connection error or a timeout is no ClientError: the store translates it too."""
+    from tests.helpers import VALID, csrf_token
+
+    data = dict(VALID, csrf_token=csrf_token(client))
+    with faults.injected(dynamodb_client, lambda request, **_: faults.connection_error(
+            request), "before-send.dynamodb"):
+        response = client.post("/", data=data)
+    assert response.status_code == 503 and response.headers["Retry-After"]
