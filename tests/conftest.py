@@ -20,8 +20,18 @@ from pathlib import Path
 
 import pytest
 
+from tests import awscalls
+
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = Path(__file__).resolve().parent / "events"
+
+# Every AWS call of the session, for tests/test_iam.py, which runs last and reads them.
+awscalls.install(awscalls.SESSION.append)
+
+
+def pytest_collection_modifyitems(items):
+    """Run the tests marked ``last`` after all others: they read what the others did."""
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
 
 
 def free_port() -> int:

@@ -421,12 +421,16 @@ def test_stage_settings_are_safe_for_lambda(zappa_stage):
     assert env["INSTANTIATE_LAMBDA_HANDLER_ON_IMPORT"] == "1"  # the app built during init
     # Secrets live in SSM (python -m deploy.secret), never in this file.
     assert "SECRET_KEY" not in json.dumps(config)
-    # Lambda runs as the role; API Gateway assumes it too, because Zappa's REST API
-    # integration names the role as its credentials (core.create_and_setup_methods).
-    # EventBridge and SNS invoke through the function's own permissions, not the role.
-    [trust] = json.loads(cli.zappa.assume_policy)["Statement"]
-    assert set(trust["Principal"]["Service"]) == {"lambda.amazonaws.com",
-                                                 "apigateway.amazonaws.com"}
+    # Lambda runs as the role; API Gateway assumes it because Zappa's REST API
+    # integration names the role as its credentials (core.create_and_setup_methods);
+    # EventBridge because PutRule names it (core.schedule_events), for this account's
+    # rules only. tests/test_deploy.py evaluates it against what Zappa hands each one.
+    events, others = json.loads(cli.zappa.assume_policy)["Statement"]
+    account = env["FEEDBACK_TOPIC_ARN"].split(":")[4]
+    assert events["Principal"] == {"Service": "events.amazonaws.com"}
+    assert events["Condition"] == {"StringEqualsIfExists": {"aws:SourceAccount": account}}
+    assert set(others["Principal"]["Service"]) == {"lambda.amazonaws.com",
+                                                  "apigateway.amazonaws.com"}
     # A run stops starting work with RESERVE_MILLIS left, and a claimed email's lease
     # must outlive the longest run that could still be sending it.
     assert DEFAULTS["RESERVE_MILLIS"] < cli.timeout_seconds * 1000
@@ -452,11 +456,12 @@ def test_policy_grants_only_the_stages_table_sender_secrets_logs_and_dead_letter
     logs = f"arn:aws:logs:{arn}:log-group:/aws/lambda/{cli.lambda_name}"
     sender = json.dumps({"StringEquals": {"ses:FromAddress": env["MAIL_FROM"]}})
     assert granted == {
-        # The operations stack creates the log group (30-day retention).
-        *((f"logs:{a}", r, "null") for a in ("CreateLogStream", "PutLogEvents")
-          for r in (logs, logs + ":*")),
+        # The operations stack creates the log group (30-day retention); both actions
+        # act on its log streams.
+        *((f"logs:{a}", logs + ":*", "null") for a in ("CreateLogStream", "PutLogEvents")),
         *((f"dynamodb:{a}", table, "null") for a in (
-            "GetItem", "PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem")),
+            "GetItem", "BatchGetItem", "PutItem", "UpdateItem", "DeleteItem",
+            "ConditionCheckItem")),
         ("dynamodb:Query", f"{table}/index/*", "null"),
         # SES v2's SendEmail, raw MIME included; no ses:SendRawEmail (v1) left.
         *(("ses:SendEmail", r, sender) for r in (
@@ -466,8 +471,7 @@ def test_policy_grants_only_the_stages_table_sender_secrets_logs_and_dead_letter
         ("kms:Decrypt", f"arn:aws:kms:{arn}:key/*", via_ssm),
         ("sqs:SendMessage", f"arn:aws:sqs:{arn}:esim-tracker-{stage}-dlq", "null"),
         # What API Gateway does with the role: invoke this function, nothing else.
-        *(("lambda:InvokeFunction", f"arn:aws:lambda:{arn}:function:{cli.lambda_name}{q}",
-           "null") for q in ("", ":*")),
+        ("lambda:InvokeFunction", f"arn:aws:lambda:{arn}:function:{cli.lambda_name}", "null"),
     }
     assert cli.lambda_name == f"esim-tracker-{stage}"
 
