@@ -55,6 +55,24 @@ package: $(STAMP)
 	VIRTUAL_ENV=$(CURDIR)/.venv-deploy $(BIN)/zappa package $(STAGE) -o $(CURDIR)/dist/$(STAGE).zip
 	@$(BIN)/python -c "import os; print('dist/$(STAGE).zip: %.2f MB zipped' % (os.path.getsize('dist/$(STAGE).zip') / 1e6))"
 
+## Deploy a stage the first time, or update it: make deploy STAGE=prod, make update STAGE=prod.
+## In this order, each only if the one before succeeded: refuse an uncommitted tree before
+## any AWS call (Zappa's own `deploy` writes IAM before its prebuild refuses); Zappa;
+## the operations stack's FunctionDeployed=yes pass (the queue attachment, the feedback
+## topic's subscription and permission; its other parameters keep their values); the
+## doctor's checks of the live stage. ZAPPA, AWS_CLI and DOCTOR may be replaced (tests).
+ZAPPA ?= $(BIN)/zappa
+AWS_CLI ?= aws
+DOCTOR ?= $(BIN)/python -m deploy.doctor
+.PHONY: deploy update
+deploy update: $(STAMP)
+	$(BIN)/python -m deploy.cleantree
+	$(ZAPPA) $@ $(STAGE)
+	$(AWS_CLI) cloudformation deploy --template-file deploy/operations.yaml \
+		--stack-name esim-tracker-$(STAGE)-operations \
+		--parameter-overrides FunctionDeployed=yes --no-fail-on-empty-changeset
+	$(DOCTOR) $(STAGE)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 

@@ -6,7 +6,8 @@ against it proves little by itself. These tests run Zappa's CLI as a maintainer 
 does not enforce: each role Zappa passes to a service must be one that service may
 assume (tests/iam.py evaluates the trust policy IAM's way); the function's resource
 policy must keep its size over any number of updates (Lambda refuses one over 20 KB);
-an update that fails half-way must leave something the runbook repairs.
+an update that fails half-way must leave something the runbook repairs. They also run
+the `make deploy` and `make update` wrappers with a dirty tree.
 """
 
 from __future__ import annotations
@@ -324,3 +325,58 @@ def test_an_earlier_stage_moves_its_subscription_to_the_stack_and_sheds_zappas_l
         TopicArn=TOPIC)["Subscriptions"]] == [keep]
     assert migrate_feedback.left_behind(lambda_client, sns_client, function=ON.function,
                                         topic=TOPIC, keep=keep) == ([], [])
+
+
+# --- make deploy, make update ----------------------------------------------------------
+
+def clone(tmp_path: Path) -> Path:
+    """The committed tree in a fresh clone, sharing this checkout's .venv."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    folder = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", "--no-checkout", str(ROOT), str(folder)], check=True)
+    subprocess.run(["git", "checkout", "-q", head], cwd=folder, check=True)
+    (folder / ".venv").symlink_to(ROOT / ".venv")
+    return folder
+
+
+def wrapper(folder: Path, target: str, log: Path) -> subprocess.CompletedProcess:
+    """`make <target> STAGE=dev` with Zappa, the AWS CLI and the doctor replaced by
+    scripts that only note their arguments, and AWS out of reach."""
+    stubs = {}
+    for name in ("zappa", "aws", "doctor"):
+        stub = log.parent / name
+        stub.write_text(f'#!/bin/sh\necho "{name} $*" >> {log}\n')
+        stub.chmod(0o755)
+        stubs[name] = str(stub)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_ENDPOINT_URL="http://127.0.0.1:9", AWS_ACCESS_KEY_ID="none",
+               AWS_SECRET_ACCESS_KEY="none")
+    return subprocess.run(
+        ["make", "-o", ".venv/.installed", target, "STAGE=dev", f"ZAPPA={stubs['zappa']}",
+         f"AWS_CLI={stubs['aws']}", f"DOCTOR={stubs['doctor']}"],
+        cwd=folder, env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("target", ["deploy", "update"])
+def test_the_wrapper_refuses_an_uncommitted_tree_before_any_aws_call(tmp_path, target):
+    folder, log = clone(tmp_path), tmp_path / "calls.log"
+    policy = folder / "deploy" / "policy-dev.json"
+    policy.write_text(policy.read_text().replace("dynamodb:GetItem", "dynamodb:*"))
+    done = wrapper(folder, target, log)
+    assert done.returncode != 0
+    assert "refusing to deploy uncommitted" in done.stderr and "policy-dev.json" in done.stderr
+    assert not log.exists()  # neither Zappa, nor the AWS CLI, nor the doctor ran
+
+
+@pytest.mark.parametrize("target", ["deploy", "update"])
+def test_the_wrapper_runs_zappa_then_the_stack_then_the_doctor(tmp_path, target):
+    folder, log = clone(tmp_path), tmp_path / "calls.log"
+    done = wrapper(folder, target, log)
+    assert done.returncode == 0, done.stderr
+    zappa, aws, doctor = log.read_text().splitlines()
+    assert zappa == f"zappa {target} dev"
+    assert aws.startswith("aws cloudformation deploy --template-file deploy/operations.yaml "
+                          "--stack-name esim-tracker-dev-operations")
+    assert "--parameter-overrides FunctionDeployed=yes" in aws
+    assert doctor == "doctor dev"
