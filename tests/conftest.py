@@ -20,8 +20,18 @@ from pathlib import Path
 
 import pytest
 
+from tests import awscalls
+
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = Path(__file__).resolve().parent / "events"
+
+# Every AWS call of the session, for tests/test_iam.py, which runs last and reads them.
+awscalls.install(awscalls.SESSION.append)
+
+
+def pytest_collection_modifyitems(items):
+    """Run the tests marked ``last`` after all others: they read what the others did."""
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
 
 
 def free_port() -> int:
@@ -147,7 +157,13 @@ def wall():
 
 
 @pytest.fixture
-def app(moto_endpoint, engine, clock, wall):
+def mail_from() -> str:
+    """The app's sender (a module may override it, e.g. with a stage's MAIL_FROM)."""
+    return "tracker@example.com"
+
+
+@pytest.fixture
+def app(moto_endpoint, engine, clock, wall, mail_from):
     """A fresh app on an empty emulated AWS account."""
     urllib.request.urlopen(urllib.request.Request(
         f"{moto_endpoint}/moto-api/reset", method="POST")).close()
@@ -156,11 +172,11 @@ def app(moto_endpoint, engine, clock, wall):
 
     app = create_app({
         "TESTING": True, "SECRET_KEY": "test-secret", "SEND_RATE": 0,
-        "MAIL_FROM": "tracker@example.com", "BASE_URL": "https://tracker.example/dev",
+        "MAIL_FROM": mail_from, "BASE_URL": "https://tracker.example/dev",
         "CLOCK": clock, "LEASE_CLOCK": wall})
     with app.app_context():
         app.test_cli_runner().invoke(cli.bootstrap, catch_exceptions=False)
-        aws.client("ses").verify_email_identity(EmailAddress="tracker@example.com")
+        aws.client("ses").verify_email_identity(EmailAddress=mail_from)
     return app
 
 

@@ -508,12 +508,33 @@ def test_each_stage_sends_through_its_own_configuration_set_to_its_own_topic(sta
     env = settings["environment_variables"]
     assert env["SES_CONFIGURATION_SET"] == f"esim-tracker-{stage}"
     assert env["SECRETS_PATH"] == f"/esim-tracker/{stage}/"
-    [source] = [e["event_source"]["arn"] for e in settings["events"] if "event_source" in e]
-    assert source.endswith(f":esim-tracker-{stage}-ses-feedback")
+    assert env["FEEDBACK_TOPIC_ARN"].endswith(f":esim-tracker-{stage}-ses-feedback")
     names = template["Resources"]
     assert names["FeedbackTopic"]["Properties"]["TopicName"] == {
         "Fn::Sub": "esim-tracker-${Stage}-ses-feedback"}
     assert names["ConfigurationSet"]["Properties"]["Name"] == {"Fn::Sub": "esim-tracker-${Stage}"}
+
+
+def test_stack_subscribes_the_function_to_its_feedback_topic_once_it_exists(template):
+    """The FunctionDeployed=yes pass, not Zappa, owns the subscription and the permission
+    SNS invokes with: no `zappa update` removes, repeats or re-creates them."""
+    resources = template["Resources"]
+    permission, subscription = (resources["FeedbackInvokesFunction"],
+                                resources["FeedbackSubscription"])
+    assert permission["Condition"] == subscription["Condition"] == "Attach"
+    assert permission["Type"] == "AWS::Lambda::Permission"
+    assert permission["Properties"] == {
+        "FunctionName": {"Fn::Sub": "esim-tracker-${Stage}"}, "Action": "lambda:InvokeFunction",
+        "Principal": "sns.amazonaws.com", "SourceArn": {"Ref": "FeedbackTopic"}}
+    assert subscription["Type"] == "AWS::SNS::Subscription"
+    assert subscription["DependsOn"] == "FeedbackInvokesFunction"  # never a refused delivery
+    assert subscription["Properties"] == {
+        "TopicArn": {"Ref": "FeedbackTopic"}, "Protocol": "lambda",
+        "Endpoint": {"Fn::Sub": "arn:${AWS::Partition}:lambda:${AWS::Region}:"
+                                "${AWS::AccountId}:function:esim-tracker-${Stage}"}}
+    # The function Zappa deploys for the stage is the one the stack subscribes.
+    for stage in STAGES:
+        assert lambda_runner.function_name(stage) == f"esim-tracker-{stage}"
 
 
 def test_mailer_sends_through_the_configuration_set_it_is_given():

@@ -9,7 +9,6 @@ events API Gateway, EventBridge (through Zappa's rule) and SNS deliver.
 from __future__ import annotations
 
 import base64
-import copy
 import io
 import json
 import os
@@ -260,14 +259,9 @@ def test_zappa_schedule_event_runs_the_followup_job_when_the_check_is_due(
 
 def test_sns_bounce_reaches_the_ses_handler_and_stops_the_request(
         pages, run_lambda, outbox, lambda_aws):
-    bounce = copy.deepcopy(load_event("sns_bounce_permanent.json"))
-    # Zappa routes an SNS record by its topic: the one zappa_settings.json subscribes to.
-    [topic] = [e["event_source"]["arn"] for e in SETTINGS["events"] if "event_source" in e]
-    bounce["Records"][0]["Sns"]["TopicArn"] = topic
-    # SES's notification names the sender it is about: this stage's own MAIL_FROM.
-    message = json.loads(bounce["Records"][0]["Sns"]["Message"])
-    message["mail"]["source"] = ENV["MAIL_FROM"]
-    bounce["Records"][0]["Sns"]["Message"] = json.dumps(message)
+    # The sample is the stage's own: its feedback topic, its MAIL_FROM, SES's
+    # configuration-set event record. Nothing is rewritten for the test.
+    bounce = load_event("sns_bounce_permanent.json")
     posted, handled, job = run_lambda(submitted_form(pages, "ru"), bounce,
                                       schedule_at(tomorrow_morning_in_baku()))
     assert posted["statusCode"] == 303
@@ -276,6 +270,30 @@ def test_sns_bounce_reaches_the_ses_handler_and_stops_the_request(
     assert len(outbox()) == 1  # the receipt, and nothing after the bounce
     [request] = requests_in(lambda_aws)
     assert request["status"] in ("failed", "stopped") and "next_kind" not in request
+
+
+@pytest.mark.parametrize("topic", [
+    "arn:aws:sns:eu-central-1:123456789012:esim-tracker-ses-feedback",  # the retired one
+    "arn:aws:sns:eu-central-1:123456789012:esim-tracker-prod-ses-feedback",  # prod's
+    "arn:aws:sns:eu-central-1:999999999999:esim-tracker-dev-ses-feedback",  # a mistyped id
+], ids=["retired-shared-topic", "other-stage", "other-account"])
+def test_a_record_of_any_other_topic_is_an_error_so_lambda_retries_then_dead_letters_it(
+        pages, unpacked, moto_endpoint, lambda_aws, topic):
+    stray = load_event("sns_bounce_permanent.json")
+    stray["Records"][0]["Sns"]["TopicArn"] = topic
+    posted, refused = invoke(unpacked, moto_endpoint, submitted_form(pages, "en"),
+                             stray).results
+    assert posted.error is None and posted.value["statusCode"] == 303
+    assert refused.error and "UnroutableEvent" in refused.error and topic in refused.error
+    [request] = requests_in(lambda_aws)
+    assert request["status"] == "open"  # nothing of the stray record was applied
+
+
+def test_a_record_that_is_no_sns_message_is_an_error_too(unpacked, moto_endpoint, lambda_aws):
+    queue = {"Records": [{"eventSource": "aws:sqs", "body": "{}",
+                          "eventSourceARN": "arn:aws:sqs:eu-central-1:123456789012:q"}]}
+    [result] = invoke(unpacked, moto_endpoint, queue).results
+    assert result.error and "UnroutableEvent" in result.error
 
 
 def test_packaged_process_loads_nothing_from_outside_the_package_and_runtime(pages):
@@ -311,15 +329,14 @@ def test_first_deploy_after_the_secret_command_answers_zappas_status_check_and_r
     assert run.origins["app"] == "package" and "Instancing.." in run.log
 
 
-def test_sns_message_naming_a_function_is_refused_not_run(unpacked, moto_endpoint, lambda_aws):
-    forged = copy.deepcopy(load_event("sns_bounce_permanent.json"))
-    [topic] = [e["event_source"]["arn"] for e in SETTINGS["events"] if "event_source" in e]
-    forged["Records"][0]["Sns"].update(
-        TopicArn=topic, Message=json.dumps({"command": "handlers.followup.run"}))
+def test_sns_message_naming_a_function_is_never_run(unpacked, moto_endpoint, lambda_aws):
+    forged = load_event("sns_bounce_permanent.json")
+    forged["Records"][0]["Sns"]["Message"] = json.dumps({"command": "handlers.followup.run"})
     guarded = invoke(unpacked, moto_endpoint, forged)
-    assert values(guarded) == [{"refused": 1}]
-    assert "followups run done" not in guarded.log
-    # Without the guard, Zappa's own handler runs the function the message names.
+    # From the stage's topic it is SES feedback that says nothing: ignored, nothing run.
+    [handled] = values(guarded)
+    assert handled["ignored"] == 1 and "followups run done" not in guarded.log
+    # Without the entry handler, Zappa's own runs the function the message names.
     unguarded = invoke(unpacked, moto_endpoint, forged, handler="handler.lambda_handler")
     [ran] = values(unguarded)
     assert "sent" in ran and "followups run done" in unguarded.log
@@ -372,10 +389,15 @@ def test_zappa_routes_the_schedule_and_sns_events_to_the_contract_handlers(zappa
     if stage == "dev":  # the sample is the dev rule's event, as EventBridge sends it
         sample = load_event("zappa_scheduled_followup.json")
         assert sample["resources"][0].split("/")[-1] == rule
+    # Zappa schedules the job and nothing else: SNS records never reach its routing
+    # (handlers/entry.py takes them), and the stack owns the topic's subscription.
+    assert [e["function"] for e in cli.stage_config["events"]] == ["handlers.followup.run"]
     mapping = re.search(r"^AWS_EVENT_MAPPING=(.*)$", cli.get_zappa_settings_string(), re.M)
-    [topic] = [e["event_source"]["arn"] for e in cli.stage_config["events"]
-               if "event_source" in e]
-    assert eval(mapping.group(1)) == {topic: ["handlers.ses_events.handle"]}  # noqa: S307
+    assert eval(mapping.group(1)) == {}  # noqa: S307
+    # The stack's topic (deploy/operations.yaml) in the stage's region and account (the
+    # policy test below holds that account to the policies').
+    assert re.fullmatch(rf"arn:aws:sns:{cli.aws_region}:\d{{12}}:esim-tracker-{stage}-ses-feedback",
+                        cli.environment_variables["FEEDBACK_TOPIC_ARN"])
     assert cli.stage_config["keep_warm"] is False
 
 
@@ -399,12 +421,16 @@ def test_stage_settings_are_safe_for_lambda(zappa_stage):
     assert env["INSTANTIATE_LAMBDA_HANDLER_ON_IMPORT"] == "1"  # the app built during init
     # Secrets live in SSM (python -m deploy.secret), never in this file.
     assert "SECRET_KEY" not in json.dumps(config)
-    # Lambda runs as the role; API Gateway assumes it too, because Zappa's REST API
-    # integration names the role as its credentials (core.create_and_setup_methods).
-    # EventBridge and SNS invoke through the function's own permissions, not the role.
-    [trust] = json.loads(cli.zappa.assume_policy)["Statement"]
-    assert set(trust["Principal"]["Service"]) == {"lambda.amazonaws.com",
-                                                 "apigateway.amazonaws.com"}
+    # Lambda runs as the role; API Gateway assumes it because Zappa's REST API
+    # integration names the role as its credentials (core.create_and_setup_methods);
+    # EventBridge because PutRule names it (core.schedule_events), for this account's
+    # rules only. tests/test_deploy.py evaluates it against what Zappa hands each one.
+    events, others = json.loads(cli.zappa.assume_policy)["Statement"]
+    account = env["FEEDBACK_TOPIC_ARN"].split(":")[4]
+    assert events["Principal"] == {"Service": "events.amazonaws.com"}
+    assert events["Condition"] == {"StringEqualsIfExists": {"aws:SourceAccount": account}}
+    assert set(others["Principal"]["Service"]) == {"lambda.amazonaws.com",
+                                                  "apigateway.amazonaws.com"}
     # A run stops starting work with RESERVE_MILLIS left, and a claimed email's lease
     # must outlive the longest run that could still be sending it.
     assert DEFAULTS["RESERVE_MILLIS"] < cli.timeout_seconds * 1000
@@ -416,9 +442,7 @@ def test_policy_grants_only_the_stages_table_sender_secrets_logs_and_dead_letter
     cli, stage = zappa_stage, zappa_stage.api_stage
     policy = json.loads(cli.zappa.attach_policy)  # what Zappa puts on the role
     env = cli.environment_variables
-    [topic] = [e["event_source"]["arn"] for e in cli.stage_config["events"]
-               if "event_source" in e]
-    region, account = topic.split(":")[3:5]
+    region, account = env["FEEDBACK_TOPIC_ARN"].split(":")[3:5]
     assert region == cli.aws_region
     arn = f"{region}:{account}"
     parameters = f"arn:aws:ssm:{arn}:parameter/esim-tracker/{stage}/*"
@@ -432,11 +456,12 @@ def test_policy_grants_only_the_stages_table_sender_secrets_logs_and_dead_letter
     logs = f"arn:aws:logs:{arn}:log-group:/aws/lambda/{cli.lambda_name}"
     sender = json.dumps({"StringEquals": {"ses:FromAddress": env["MAIL_FROM"]}})
     assert granted == {
-        # The operations stack creates the log group (30-day retention).
-        *((f"logs:{a}", r, "null") for a in ("CreateLogStream", "PutLogEvents")
-          for r in (logs, logs + ":*")),
+        # The operations stack creates the log group (30-day retention); both actions
+        # act on its log streams.
+        *((f"logs:{a}", logs + ":*", "null") for a in ("CreateLogStream", "PutLogEvents")),
         *((f"dynamodb:{a}", table, "null") for a in (
-            "GetItem", "PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem")),
+            "GetItem", "BatchGetItem", "PutItem", "UpdateItem", "DeleteItem",
+            "ConditionCheckItem")),
         ("dynamodb:Query", f"{table}/index/*", "null"),
         # SES v2's SendEmail, raw MIME included; no ses:SendRawEmail (v1) left.
         *(("ses:SendEmail", r, sender) for r in (
@@ -446,8 +471,7 @@ def test_policy_grants_only_the_stages_table_sender_secrets_logs_and_dead_letter
         ("kms:Decrypt", f"arn:aws:kms:{arn}:key/*", via_ssm),
         ("sqs:SendMessage", f"arn:aws:sqs:{arn}:esim-tracker-{stage}-dlq", "null"),
         # What API Gateway does with the role: invoke this function, nothing else.
-        *(("lambda:InvokeFunction", f"arn:aws:lambda:{arn}:function:{cli.lambda_name}{q}",
-           "null") for q in ("", ":*")),
+        ("lambda:InvokeFunction", f"arn:aws:lambda:{arn}:function:{cli.lambda_name}", "null"),
     }
     assert cli.lambda_name == f"esim-tracker-{stage}"
 

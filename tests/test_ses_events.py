@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from deploy import lambda_runner
 from handlers import ses_events
 from tests.conftest import load_event
 from tests.helpers import submit
@@ -14,6 +15,13 @@ from tracker import followups, store, suppression
 
 ADDRESS = "traveller@example.com"
 CHECK_TIME = datetime(2026, 9, 18, 5, 0, tzinfo=UTC)  # the check email is due then
+# The sample events are the dev stage's own (its topic, its sender): the app sends as it.
+SENDER = lambda_runner.stage_settings("dev")["environment_variables"]["MAIL_FROM"]
+
+
+@pytest.fixture
+def mail_from() -> str:
+    return SENDER
 
 
 @pytest.fixture
@@ -55,6 +63,26 @@ def test_permanent_bounce_suppresses_the_address_and_stops_all_its_requests(
         assert item["history"][-1]["what"] == "suppressed:bounce"
     assert run_job(lambda_app)["sent"] == 0
     assert len(outbox()) == 2
+
+
+def test_sample_events_are_the_stages_own_event_publishing_records():
+    topic = lambda_runner.stage_settings("dev")["environment_variables"]["FEEDBACK_TOPIC_ARN"]
+    for name in ("sns_bounce_permanent", "sns_bounce_transient", "sns_complaint"):
+        [record] = load_event(f"{name}.json")["Records"]
+        message = json.loads(record["Sns"]["Message"])
+        assert record["EventSource"] == "aws:sns" and record["Sns"]["TopicArn"] == topic
+        # The configuration set's event destination publishes eventType records.
+        assert "eventType" in message and "notificationType" not in message
+        assert message["mail"]["source"] == SENDER
+        assert message["mail"]["tags"]["ses:configuration-set"] == ["esim-tracker-dev"]
+
+
+def test_an_identity_notification_of_the_older_format_suppresses_too(lambda_app, client, table):
+    """SES's feedback notifications set on an identity say notificationType, not eventType."""
+    submit(client)
+    event = load_event("sns_bounce_identity_notification.json")
+    assert "notificationType" in json.loads(event["Records"][0]["Sns"]["Message"])
+    assert ses_events.handle(event, None)["stopped"] == 1
 
 
 def test_complaint_suppresses_the_address_and_stops_its_emails(
@@ -207,7 +235,7 @@ def test_malformed_records_are_dropped_and_every_well_formed_one_applied(
               bounce_of(ADDRESS, mail="x"),
               dict(bounce_of(ADDRESS), bounce={"bounceType": "Permanent",
                                                "bouncedRecipients": "a@b"}),
-              {"notificationType": "Complaint", "mail": {"source": "tracker@example.com"},
+              {"notificationType": "Complaint", "mail": {"source": SENDER},
                "complaint": ["x"]}]
     event = {"Records": [sns(broken[0]), sns(bounce_of("first@example.com")),
                          *[sns(b) for b in broken[1:]], sns(bounce_of("second@example.com"))]}
@@ -223,7 +251,7 @@ def test_malformed_records_are_dropped_and_every_well_formed_one_applied(
     {"source": "someone-else@example.org"},
     {"source": "Other <other@example.org>"},
     {},
-    {"source": "tracker@example.com", "sendingAccountId": "999999999999"},
+    {"source": SENDER, "sendingAccountId": "999999999999"},
 ], ids=["other-sender", "other-sender-named", "no-source", "other-account"])
 def test_feedback_about_mail_we_did_not_send_is_ignored(lambda_app, client, table, mail):
     submit(client)
@@ -241,7 +269,7 @@ def test_feedback_about_mail_we_did_not_send_is_ignored(lambda_app, client, tabl
 def test_feedback_from_our_sender_and_account_is_applied(lambda_app, client, table):
     submit(client)
     notification = bounce_of(ADDRESS)
-    notification["mail"]["source"] = "Tracker <TRACKER@example.com>"
+    notification["mail"]["source"] = f"Tracker <{SENDER.upper()}>"
     context = type("Context", (), {
         "invoked_function_arn": "arn:aws:lambda:eu-central-1:123456789012:function:f"})()
     assert ses_events.handle({"Records": [sns(notification)]}, context)["suppressed"] == 1
