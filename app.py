@@ -107,7 +107,7 @@ def _postman(app: Flask) -> Postman:
 
     return Postman(
         store=store,
-        mailer=mail.SesMailer(lambda: aws.client("sesv2", max_attempts=1),
+        mailer=mail.SesMailer(lambda: aws.client("sesv2", max_attempts=aws.SEND.attempts),
                               configuration_set=cfg.get("SES_CONFIGURATION_SET")),
         compose=compose, rules_for=rules_for, mail_from=cfg["MAIL_FROM"],
         send_rate=cfg["SEND_RATE"], max_attempts=cfg["MAX_SEND_ATTEMPTS"],

@@ -116,8 +116,8 @@ class _MemoryStore:
     def claim(self, request_id, next_key, *, owner, now, **_):
         return self.requests[request_id]
 
-    def suppression(self, address):
-        return None
+    def confirm(self, request, *, owner):
+        return True, None  # still ours, the address not suppressed
 
     def record(self, request, progress, **_):
         self.requests[request.id] = dataclasses.replace(request, progress=progress)

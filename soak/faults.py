@@ -46,11 +46,12 @@ def dynamodb_error(request, code: str = "ThrottlingException", status: int = 400
                       "message": "injected fault"})
 
 
-def ses_error(request, code: str = "TooManyRequestsException", status: int = 429):
+def ses_error(request, code: str = "TooManyRequestsException", status: int = 429, *,
+              message: str = "injected fault"):
     """An SES v2 (REST-JSON protocol) error answer."""
     return _response(request, status, {"x-amzn-ErrorType": code,
                                        "x-amzn-RequestId": "injected"},
-                     {"message": "injected fault"})
+                     {"message": message})
 
 
 def connection_error(request):

@@ -7,7 +7,10 @@ runs the follow-up job over simulated weeks, as the schedule would (a run that w
 throttled or left retries is followed by another 15 minutes later). Some runs overlap a
 late one: the same schedule's event delivered minutes or hours late (Lambda's retries, a
 delayed delivery), running at the same time in its own thread with its own clients. For
-one whole simulated day SES cannot be reached at all.
+one whole simulated day SES cannot be reached at all, and for one hour SES refuses the
+sender ("Email address is not verified", as SES answers an identity whose verification
+lapsed): the job must pause, lose and fail nothing, count the pause in the metrics its
+alarm watches (JobStalled), and send everything once SES accepts again.
 Throughout, a share of all SES and DynamoDB calls fails at random: throttling, 5xx,
 connection errors, injected at the boto3 clients (see soak/faults.py). botocore's own
 retry logic runs as configured; only its sleeps are shortened to keep this in minutes.
@@ -46,6 +49,7 @@ ZONES = ("Asia/Baku", "Europe/Berlin", "Asia/Shanghai", "America/New_York")
 PREFIXES = {"azercell": ("50", "51"), "bakcell": ("55", "99"), "nar": ("70", "77")}
 CHANNELS = ("call", "sms", "online", "store", "not_yet")
 BASE_URL = "https://soak.example/dev"
+RECEIPT_TEMPLATES = {"howto": "receipt", "reseller": "receipt"}
 
 
 def free_port() -> int:
@@ -99,7 +103,13 @@ class Soak:
         self.outage = (START + timedelta(days=args.outage_day),
                        START + timedelta(days=args.outage_day + 1))
         self.outage_calls = 0
+        self.refusal = (START + timedelta(hours=args.refusal_at),
+                        START + timedelta(hours=args.refusal_at + args.refusal_hours))
+        self.refusal_calls = 0
+        self.metric_points: list[tuple[datetime, dict]] = []
+        self.runs_after_refusal: list[dict] = []
         self.app = self._app()
+        self._record_metrics()
         self.client = self.app.test_client()
 
     def _app(self):
@@ -111,6 +121,10 @@ class Soak:
         app = create_app({
             "TESTING": True, "SECRET_KEY": "soak-secret", "SEND_RATE": 0,
             "MAIL_FROM": "tracker@example.com", "BASE_URL": BASE_URL, "CLOCK": self.clock,
+            # Weeks pass in minutes here: a lease left by a run that failed after its
+            # claim must lapse in simulated time, as it would in the 15 minutes before
+            # the next real run. Every run, late or not, shares this clock.
+            "LEASE_CLOCK": self.clock,
             # The abuse limits have their own tests; here they would refuse the volume.
             "SUBMISSIONS_PER_IP_PER_HOUR": 0, "SUBMISSIONS_PER_ADDRESS_PER_DAY": 0})
         with app.app_context():
@@ -133,9 +147,9 @@ class Soak:
 
         postman = self.app.extensions["tracker"]
         session = boto3.session.Session()
-        table = session.resource("dynamodb", config=aws._config()).Table(
+        table = session.resource("dynamodb", config=aws.config_for("dynamodb")).Table(
             self.app.config["TABLE_NAME"])
-        ses = session.client("sesv2", config=aws._config(1))
+        ses = session.client("sesv2", config=aws.config_for("sesv2", 1))
         store = Store(table, lease_seconds=int(postman.store.lease.total_seconds()),
                       address_key=postman.store.address_key)
         mailer = Recorder(SesMailer(lambda: ses), self.recorder.accepted)
@@ -143,6 +157,27 @@ class Soak:
 
     def in_outage(self) -> bool:
         return self.outage[0] <= self.clock.now < self.outage[1]
+
+    def in_refusal(self, at: datetime | None = None) -> bool:
+        return self.refusal[0] <= (at or self.clock.now) < self.refusal[1]
+
+    def _ses_refuses_the_sender(self, request, **_):
+        """SES refuses the sender for the refusal's hour (before any random fault)."""
+        from soak import faults
+
+        if self.in_refusal():
+            self.refusal_calls += 1
+            return faults.ses_error(request, "MessageRejected", 400, message=(
+                "Email address is not verified. The following identities failed the "
+                "check in region EU-CENTRAL-1: tracker@example.com"))
+        return None
+
+    def _record_metrics(self) -> None:
+        """Keep every metric the app would emit on Lambda, with its simulated time."""
+        from tracker import metrics
+
+        metrics.emit = lambda values, out=None: self.metric_points.append(
+            (self.clock.now, dict(values)))
 
     def _ses_down(self, request, **_):
         """SES unreachable for the outage's day (before any random fault)."""
@@ -180,6 +215,10 @@ class Soak:
         with faults.fast_backoff(), \
                 faults.injected(ses, self._ses_down, "before-send.sesv2.SendEmail"), \
                 faults.injected(late_ses, self._ses_down, "before-send.sesv2.SendEmail"), \
+                faults.injected(ses, self._ses_refuses_the_sender,
+                                "before-send.sesv2.SendEmail"), \
+                faults.injected(late_ses, self._ses_refuses_the_sender,
+                                "before-send.sesv2.SendEmail"), \
                 faults.injected(ses, self.ses_faults, "before-send.sesv2.SendEmail"), \
                 faults.injected(dynamodb, self.db_faults, "before-send.dynamodb"), \
                 faults.injected(late_ses, self.late_ses_faults, "before-send.sesv2.SendEmail"), \
@@ -240,17 +279,21 @@ class Soak:
             if late:
                 late.join()
             self.runs += 1
-            self.paused_runs += bool(result["throttled"])
+            self.paused_runs += bool(result["throttled"] or result["paused"])
+            if self.refusal[1] <= now < self.refusal[1] + timedelta(minutes=15):
+                self.runs_after_refusal.append(result)
             self.answer_new_emails(now + timedelta(minutes=5))
-            if not (result["throttled"] or result["retry"] or result["errors"]
-                    or result["stopped_early"]):
+            if not (result["throttled"] or result["paused"] or result["retry"]
+                    or result["errors"] or result["stopped_early"]):
                 return
 
     def _run_job(self, postman, now: datetime) -> dict:
-        from tracker import followups
+        from tracker import followups, metrics
 
         with self.app.app_context():
-            return followups.run(postman, now=now)
+            result = followups.run(postman, now=now)
+        metrics.emit(metrics.job_values(result))  # as handlers/followup.py does
+        return result
 
     def answer_new_emails(self, at: datetime) -> None:
         """Some travellers answer the check email, by following its link."""
@@ -314,8 +357,28 @@ class Soak:
         outbox = Counter()
         for raw in raw_messages:
             headers = parser.parsestr(raw["raw_data"], headersonly=True)
-            outbox[(str(headers["To"]), self.kinds.get(str(headers["Subject"]), "?"))] += 1
+            kind = self.kinds.get(str(headers["Subject"]), "?")
+            # The receipt of a traveller who has not asked yet is the how-to email, and a
+            # reseller eSIM's is the reseller email (emails.template_for): the timeline
+            # says "sent:receipt" for both.
+            kind = RECEIPT_TEMPLATES.get(kind, kind)
+            outbox[(str(headers["To"]), kind)] += 1
         return outbox
+
+    def refusal_summary(self) -> dict:
+        """What the hour SES refused the sender left in the metrics and the runs after."""
+        during = Counter()
+        for at, values in self.metric_points:
+            if self.in_refusal(at):
+                during.update({k: v for k, v in values.items() if v})
+        sent_after = sum(r["sent"] for r in self.runs_after_refusal)
+        return {
+            "ses sends refused for the sender during the hour": self.refusal_calls,
+            "metrics during the hour (JobRunCompleted, JobPaused, JobStalled, "
+            "WebMailPaused)": {name: int(during[name]) for name in (
+                "JobRunCompleted", "JobPaused", "JobStalled", "WebMailPaused")},
+            "emails sent by the first run after the hour": sent_after,
+        }
 
     # -- the accounting -----------------------------------------------------------------
 
@@ -373,6 +436,7 @@ class Soak:
                 "late runs overlapping a current one": self.late_runs,
                 "runs paused (throttled, SES down)": self.paused_runs,
                 "ses calls during the day-long outage": self.outage_calls,
+                **self.refusal_summary(),
                 "ses faults injected": dict(self.ses_faults.counts
                                             + self.late_ses_faults.counts),
                 "dynamodb faults injected": dict(self.db_faults.counts
@@ -457,6 +521,12 @@ def main(argv=None) -> int:
                         help="share of runs overlapped by a late event's run")
     parser.add_argument("--outage-day", type=int, default=4,
                         help="the simulated day (from 0) on which SES cannot be reached")
+    # Thursday 10:00 UTC (14:00 in Baku): the first check emails of Monday's and
+    # Tuesday's requests are due, so the job meets SES's refusal with work in hand.
+    parser.add_argument("--refusal-at", type=float, default=78,
+                        help="hours from the start at which SES refuses the sender")
+    parser.add_argument("--refusal-hours", type=float, default=1,
+                        help="how long SES refuses the sender")
     parser.add_argument("--engine", choices=("local", "moto"), default="local",
                         help="DynamoDB engine: DynamoDB Local, or moto's server")
     parser.add_argument("--shard", type=int, default=None, help=argparse.SUPPRESS)
@@ -480,7 +550,8 @@ def main(argv=None) -> int:
     details = result.pop("details")
     mismatch = result.pop("outbox mismatch")
     print(f"seed {args.seed}, DynamoDB on {args.engine}, {args.fault_rate:.0%} of SES and "
-          f"DynamoDB calls failing, SES down all of day {args.outage_day}, "
+          f"DynamoDB calls failing, SES down all of day {args.outage_day}, SES refusing "
+          f"the sender for {args.refusal_hours:g} h from hour {args.refusal_at:g}, "
           f"{args.shards} shards, {args.workers} at a time, {time.monotonic() - started:.0f} s"
           + (f"; SES answers lost after acceptance: {args.lost_answers:.0%}"
              if args.lost_answers else ""))
@@ -490,7 +561,13 @@ def main(argv=None) -> int:
         print(f"{name}: {value}")
     if mismatch:
         print(f"moto's outbox and the emails SES accepted differ by {mismatch}")
-    return 0 if result["emailed twice"] == result["lost"] == mismatch == 0 else 1
+    during = details["metrics during the hour (JobRunCompleted, JobPaused, JobStalled, "
+                     "WebMailPaused)"]
+    alarmed = during.get("JobStalled", 0) > 0 and during.get("JobPaused", 0) > 0
+    if args.refusal_hours and not alarmed:
+        print("the hour SES refused the sender left JobStalled or JobPaused at zero")
+    ok = result["emailed twice"] == result["lost"] == mismatch == 0
+    return 0 if ok and (alarmed or not args.refusal_hours) else 1
 
 
 @contextlib.contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 VALID = {
@@ -48,3 +49,9 @@ def local_path(url: str, base: str = "https://tracker.example/dev") -> str:
 def stored_requests(table) -> list[dict]:
     """The request items in the table, leaving out abuse counters and suppressions."""
     return [item for item in table.scan()["Items"] if item["pk"].startswith("REQ#")]
+
+
+def emf_lines(text: str) -> list[dict]:
+    """The Embedded Metric Format lines in captured stdout."""
+    return [json.loads(line) for line in text.splitlines()
+            if line.startswith("{") and '"_aws"' in line]

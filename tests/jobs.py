@@ -52,9 +52,9 @@ def own_clients(postman):
     from tracker import aws
 
     session = boto3.session.Session()
-    table = session.resource("dynamodb", config=aws._config()).Table(
+    table = session.resource("dynamodb", config=aws.config_for("dynamodb")).Table(
         postman.store.table.name)
-    ses = session.client("sesv2", config=aws._config(1))
+    ses = session.client("sesv2", config=aws.config_for("sesv2", 1))
     store = Store(table, lease_seconds=int(postman.store.lease.total_seconds()),
                   address_key=postman.store.address_key)
     return dataclasses.replace(postman, store=store, mailer=SesMailer(lambda: ses))

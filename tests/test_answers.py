@@ -100,10 +100,10 @@ def test_escalation_the_page_cannot_send_is_left_to_the_job_and_sent_once(
     check_path = checked_request(client, runner, outbox)
     store = app.extensions["tracker"].store
 
-    def unavailable(address):
-        raise StoreError("get_item of suppression failed")
+    def unavailable(request, **_):
+        raise StoreError("the re-read before sending failed")
 
-    monkeypatch.setattr(store, "suppression", unavailable)
+    monkeypatch.setattr(store, "confirm", unavailable)
     clock.now = datetime(2026, 9, 18, 6, tzinfo=timezone.utc)
     assert answer(client, check_path, "still_active").status_code == 303
     assert len(outbox()) == 2  # receipt and check only: nothing went out

@@ -10,7 +10,7 @@ import pytest
 from handlers import followup
 from soak import faults
 from tests.conftest import load_event
-from tests.helpers import stored_requests, submit
+from tests.helpers import local_path, stored_requests, submit
 from tests.jobs import NOW, FakeContext, address, own_clients, seed_due, sends_per_address
 from tracker import followups
 
@@ -73,8 +73,9 @@ def test_run_leaves_work_for_the_next_when_lambda_time_runs_low(lambda_app, post
     event = load_event("scheduled_event.json")
     reserve = lambda_app.config["RESERVE_MILLIS"]
 
-    # Enough time for four items, then below the reserve.
-    first = followup.run(event, FakeContext(reserve + 3500, step=1000))
+    # Enough time for four items, then below the reserve: each item looks twice (before
+    # it starts, and before its send that it can still send and record).
+    first = followup.run(event, FakeContext(reserve + 7500, step=1000))
     assert first["sent"] == 4 and first["stopped_early"] is True
     assert len(outbox()) == 4
 
@@ -134,3 +135,122 @@ def test_receipt_is_sent_by_the_job_when_ses_fails_during_submit(
     assert run_job(app, now=later)["sent"] == 0
     [receipt] = outbox()
     assert receipt["to"] == "traveller@example.com" and "tracking" in receipt["subject"]
+
+
+# --- The claim-to-send race ------------------------------------------------------------
+
+def unsubscribe_now(client, message) -> None:
+    """The traveller's mail provider POSTs the email's one-click unsubscribe URL."""
+    [url] = [value[1:-1] for name, value in message.headers if name == "List-Unsubscribe"]
+    assert client.post(local_path(url)).status_code == 200
+
+
+def answer_cancelled_now(app, postman, request_id) -> None:
+    """The traveller confirms, with the operator's written confirmation."""
+    from tracker import tracking
+
+    found = postman.store.get(request_id)
+    tracking.answer(postman, found, "cancelled", now=NOW, evidence=["written"])
+
+
+@pytest.mark.parametrize("traveller", ["unsubscribe", "answer", "delete"])
+def test_a_traveller_acting_between_the_claim_and_the_send_gets_no_email(
+        app, client, postman, table, outbox, traveller):
+    """The job has claimed the email and is composing it when the traveller acts."""
+    import dataclasses
+
+    [request_id] = seed_due(postman.store, 1)
+
+    def compose_while_the_traveller_acts(request):
+        message = postman.compose(request)
+        if traveller == "unsubscribe":
+            unsubscribe_now(client, message)
+        elif traveller == "answer":
+            answer_cancelled_now(app, postman, request_id)
+        else:
+            postman.store.delete(request_id)
+        return message
+
+    racing = dataclasses.replace(postman, compose=compose_while_the_traveller_acts)
+    result = run_job(app, racing)
+
+    assert outbox() == []
+    assert result["sent"] == 0 and result["changed"] == 1 and result["errors"] == 0
+    if traveller != "delete":
+        stored = table.get_item(Key={"pk": f"REQ#{request_id}"})["Item"]
+        assert not any(e["what"] == "sent:check" for e in stored["history"])
+        assert "lease_owner" not in stored
+    assert run_job(app, now=NOW + timedelta(hours=1))["sent"] == 0
+
+
+def test_an_unsubscribe_after_the_last_read_still_gets_that_one_email(
+        app, client, postman, table, outbox):
+    """The window that remains: between the re-read and SES accepting the email."""
+    import dataclasses
+
+    [request_id] = seed_due(postman.store, 1)
+
+    class UnsubscribeThenSend:
+        def send_email(self, *, message, **email):
+            unsubscribe_now(client, message)
+            return postman.mailer.send_email(message=message, **email)
+
+    result = run_job(app, dataclasses.replace(postman, mailer=UnsubscribeThenSend()))
+
+    assert result["sent"] == 1 and len(outbox()) == 1
+    stored = table.get_item(Key={"pk": f"REQ#{request_id}"})["Item"]
+    assert stored["status"] == "stopped"  # the unsubscribe stands; nothing more is sent
+    assert run_job(app, now=NOW + timedelta(days=10))["sent"] == 0
+
+
+# --- A run never outlives its reserve ---------------------------------------------------
+
+def test_an_email_too_late_to_send_and_record_is_handed_back_and_the_run_stops(
+        lambda_app, postman, table, outbox):
+    seed_due(postman.store, 3)
+    needed = postman.time_to_send() / timedelta(milliseconds=1)
+
+    class Clock:
+        """Time enough to start an item, then a claim that ate most of it."""
+
+        def __init__(self):
+            self.looks = 0
+
+        def get_remaining_time_in_millis(self):
+            self.looks += 1
+            return postman.reserve_millis if self.looks == 1 else needed - 1
+
+    result = followup.run(load_event("scheduled_event.json"), Clock())
+
+    assert result["sent"] == 0 and result["stopped_early"] is True
+    assert outbox() == []
+    items = stored_requests(table)
+    assert all("lease_owner" not in i and i["attempts"] == 0 for i in items)  # handed back
+    assert followup.run(load_event("scheduled_event.json"), FakeContext(900_000))["sent"] == 3
+
+
+def test_a_record_failing_past_botocores_attempts_is_tried_again_and_sends_nothing_twice(
+        app, postman, table, outbox, wall):
+    from tests.test_faults import item
+
+    [request_id] = seed_due(postman.store, 1)
+    dynamodb = table.meta.client
+    attempts = dynamodb.meta.config.retries["total_max_attempts"]
+    failures = []
+
+    def fail_the_first_record(request, **_):
+        body = request.body or b""
+        if b"sent:check" in body and len(failures) < attempts:  # all of botocore's
+            failures.append(1)
+            return faults.dynamodb_error(request, "InternalServerError", 500)
+
+    with faults.fast_backoff(), faults.injected(dynamodb, fail_the_first_record,
+                                                "before-send.dynamodb.UpdateItem"):
+        result = run_job(app)
+
+    assert len(failures) == attempts
+    assert result["sent"] == 1 and result["errors"] == 0
+    assert item(table, request_id)["history"][-1]["what"] == "sent:check"
+    wall.advance(timedelta(seconds=app.config["LEASE_SECONDS"] + 1))  # no lease to lapse
+    assert run_job(app, now=NOW + timedelta(hours=1))["sent"] == 0
+    assert len(outbox()) == 1

@@ -17,6 +17,7 @@ from cfnlint.decode import decode
 
 from deploy import lambda_runner, secret
 from tests.conftest import ROOT
+from tests.helpers import emf_lines
 from tracker import config, metrics
 
 TEMPLATE = ROOT / "deploy" / "operations.yaml"
@@ -126,19 +127,14 @@ def test_importing_the_app_never_imports_the_sandbox_runner(moto_endpoint):
 
 # --- Metrics ------------------------------------------------------------------------
 
-def emf_lines(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines()
-            if line.startswith("{") and '"_aws"' in line]
-
-
 def test_job_run_emits_its_counts_as_one_emf_line(monkeypatch, capsys):
     import app  # noqa: F401 - built before the test pretends to be on Lambda
     import handlers.followup
     from tracker import followups
 
     result = {"sent": 3, "failed": 1, "deferred": 2, "retry": 0, "skipped": 0,
-              "suppressed": 0, "errors": 2, "quarantined": 1, "paused": False,
-              "throttled": False, "stopped_early": True}
+              "suppressed": 0, "errors": 2, "quarantined": 1, "paused": True,
+              "throttled": False, "stalled": False, "stopped_early": True}
     monkeypatch.setattr(followups, "run", lambda postman, **kw: dict(result))
     monkeypatch.setenv("STAGE", "prod")
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "esim-tracker-prod")
@@ -151,9 +147,77 @@ def test_job_run_emits_its_counts_as_one_emf_line(monkeypatch, capsys):
     assert all(m["Unit"] == "Count" for m in directive["Metrics"])
     assert line["Stage"] == "prod"
     assert (line["JobSent"], line["JobFailed"], line["JobErrors"], line["JobQuarantined"],
-            line["JobStoppedEarly"], line["JobPaused"], line["JobRunCompleted"]) == \
-        (3, 1, 2, 1, 1, 0, 1)
+            line["JobStoppedEarly"], line["JobPaused"], line["JobStalled"],
+            line["JobRunCompleted"]) == (3, 1, 2, 1, 1, 1, 0, 1)
     assert isinstance(line["_aws"]["Timestamp"], int)
+
+
+def test_every_job_metric_is_a_count_that_real_runs_produce(app, postman, ses_client, table):
+    """A metric the job can never make non-zero (JobPaused once was) is a lie and a bill."""
+    from datetime import timedelta
+
+    from soak import faults
+    from tests.jobs import NOW, address, seed_due
+    from tracker import followups
+
+    seen = set()
+
+    def run(**kwargs) -> dict:
+        with app.app_context():
+            result = followups.run(postman, now=NOW, **kwargs)
+        assert set(metrics.JOB_COUNTS) <= set(result)  # a missing key would read as 0
+        seen.update(key for key in metrics.JOB_COUNTS if result[key])
+        return result
+
+    # sent, retry, failed, suppressed and quarantined, in one run.
+    ids = seed_due(postman.store, 6)
+    postman.store.suppress(postman.store.address_key(address(4)), reason="bounce", now=NOW,
+                           until=NOW + timedelta(days=365))
+    table.update_item(Key={"pk": f"REQ#{ids[5]}"}, UpdateExpression="REMOVE next_key")
+
+    def one_of_each(request, **_):
+        if faults.recipient(request) == address(1):
+            return faults.ses_error(request, "InternalFailure", 500)
+        if faults.recipient(request) == address(2):
+            return faults.ses_error(request, "MessageRejected", 400, message="bad content")
+
+    with faults.injected(ses_client, one_of_each, "before-send.sesv2.SendEmail"):
+        run()
+    # errors: DynamoDB failing on one item past botocore's attempts.
+    seed_due(postman.store, 1, start=10)
+    broken = lambda request, **_: (  # noqa: E731
+        faults.dynamodb_error(request, "InternalServerError", 500)
+        if b"REQ#seed00010" in (request.body or b"") else None)
+    with faults.fast_backoff(), faults.injected(table.meta.client, broken,
+                                                "before-send.dynamodb.UpdateItem"):
+        run()
+    # paused and stalled: the account's sending is paused.
+    seed_due(postman.store, 2, start=20)
+    with faults.injected(ses_client, lambda request, **_: faults.ses_error(
+            request, "SendingPausedException", 400), "before-send.sesv2.SendEmail"):
+        run()
+    # throttled, after one was sent (so not stalled).
+    sends = []
+
+    def throttle_the_second(request, **_):
+        sends.append(1)
+        if len(sends) > 1:
+            return faults.ses_error(request, "TooManyRequestsException", 429)
+
+    with faults.injected(ses_client, throttle_the_second, "before-send.sesv2.SendEmail"):
+        assert not run()["stalled"]
+    # stopped_early: no time left.
+    run(time_left_millis=lambda: 0)
+
+    assert seen == set(metrics.JOB_COUNTS)
+
+
+def test_every_alarm_on_our_namespace_watches_a_metric_the_code_emits(template):
+    ours = [p for p in alarms(template).values() if p.get("Namespace") == metrics.NAMESPACE]
+    assert ours
+    for props in ours:
+        assert props["MetricName"] in metrics.EMITTED, props["MetricName"]
+        assert props["Dimensions"] == [{"Name": "Stage", "Value": {"Ref": "Stage"}}]
 
 
 def test_a_job_run_that_raises_emits_no_completed_run(monkeypatch, capsys):
@@ -209,13 +273,175 @@ def test_every_alarm_the_runbook_names_is_defined_and_notifies_the_alarm_topic(t
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
         ("esim-tracker", metrics.RUN_COMPLETED), ("esim-tracker", "JobFailed"),
         ("esim-tracker", "JobErrors"), ("esim-tracker", "JobStoppedEarly"),
+        ("esim-tracker", "JobStalled"), ("esim-tracker", "JobRetried"),
+        ("esim-tracker", metrics.WEB_MAIL_PAUSED), ("esim-tracker", metrics.WEB_MAIL_FAILED),
+        ("esim-tracker", metrics.FEEDBACK_DROPPED),
         ("AWS/SES", "Reputation.BounceRate"), ("AWS/SES", "Reputation.ComplaintRate"),
         ("AWS/ApiGateway", "5XXError")}
     for props in alarms(template).values():
         assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}]
         if props["Namespace"] == "esim-tracker":  # what tracker/metrics.py writes
-            assert props["MetricName"] in {*metrics.JOB_COUNTS.values(), metrics.RUN_COMPLETED}
+            assert props["MetricName"] in metrics.EMITTED
             assert props["Dimensions"] == [{"Name": "Stage", "Value": {"Ref": "Stage"}}]
+
+
+# CloudWatch's alarm evaluation, as documented: periods aligned on the clock, the last
+# EvaluationPeriods of them, in ALARM when DatapointsToAlarm of them breach; missing data
+# is not breaching (TreatMissingData: notBreaching). CloudWatch's own lag (a few minutes)
+# comes on top.
+def alarm_fires_at(props, events: list[tuple[float, float]], *, until: float) -> float | None:
+    """The first minute (from 0) at which the alarm is in ALARM, given (minute, value)
+    data points of a Sum statistic; None if it never is before ``until``."""
+    period = props["Period"] / 60
+    count, needed = props["EvaluationPeriods"], props.get("DatapointsToAlarm",
+                                                          props["EvaluationPeriods"])
+    minute = 0.0
+    while minute <= until:
+        last = int(minute // period)  # the period that ends at or before now
+        sums = []
+        for index in range(last - count, last):
+            values = [v for t, v in events if index * period <= t < (index + 1) * period]
+            sums.append(sum(values) if values else None)
+        breaching = sum(1 for v in sums if v is not None and v >= props["Threshold"])
+        if breaching >= needed:
+            return minute
+        minute += 1
+    return None
+
+
+def alarm_on(template, metric: str) -> list[dict]:
+    return [p for p in alarms(template).values() if p["MetricName"] == metric]
+
+
+def runs(every: float, start: float, until: float, value: float = 1.0):
+    t, points = start, []
+    while t <= until:
+        points.append((t, value))
+        t += every
+    return points
+
+
+@pytest.mark.parametrize("metric, points", [
+    # SES refuses the sender or account, denies access, throttles: each run sends none.
+    ("JobStalled", runs(15, 7, 120)),
+    # Ten emails failing at every try, backing off 15, 30, 60 minutes.
+    ("JobRetried", [(7, 10), (22, 10), (52, 10), (112, 10)]),
+    ("WebMailPaused", [(3, 1)]),
+    ("WebMailFailed", [(3, 1)]),
+    ("FeedbackDropped", [(3, 1)]),
+    ("5XXError", runs(10, 3, 120)),  # a trickle: one 500 every 10 minutes
+], ids=["stalled", "retries", "web-paused", "web-failed", "feedback-dropped", "5xx-trickle"])
+def test_every_way_of_sending_nothing_alarms_within_an_hour(template, metric, points):
+    fired = [alarm_fires_at(p, points, until=120) for p in alarm_on(template, metric)]
+    assert any(at is not None and at <= 60 for at in fired), fired
+
+
+@pytest.mark.parametrize("metric, points", [
+    ("JobStalled", [(7, 1)]),  # one run throttled, the next one sends
+    ("JobRetried", [(7, 1), (22, 1), (52, 1), (112, 1)]),  # one email backing off
+    ("5XXError", runs(60, 3, 180)),  # one stray 500 an hour
+])
+def test_a_passing_blip_does_not_page(template, metric, points):
+    assert all(alarm_fires_at(p, points, until=180) is None for p in alarm_on(template, metric))
+
+
+def test_dropped_sns_records_reach_an_alarm(template):
+    """handlers/entry.py raises on an SNS record it cannot route: Lambda counts an error
+    at once, and after its two retries the record waits in the dead-letter queue."""
+    [errors] = alarm_on(template, "Errors")
+    assert errors["Dimensions"] == [{"Name": "FunctionName",
+                                     "Value": {"Fn::Sub": "esim-tracker-${Stage}"}}]
+    assert alarm_fires_at(errors, [(3, 1)], until=60) is not None
+    [letters] = alarm_on(template, "ApproximateNumberOfMessagesVisible")
+    assert letters["Dimensions"] == [{"Name": "QueueName", "Value": {
+        "Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}}]
+    assert alarm_fires_at(letters, [(3, 1)], until=60) is not None
+
+
+def condition_holds(template, name: str, parameters: dict) -> bool:
+    """Evaluate one of the template's Conditions for the given parameter values."""
+    def value(node):
+        if isinstance(node, dict) and "Ref" in node:
+            return parameters[node["Ref"]]
+        if isinstance(node, dict) and "Condition" in node:
+            return condition_holds(template, node["Condition"], parameters)
+        if isinstance(node, dict):
+            [(function, args)] = node.items()
+            if function == "Fn::Equals":
+                return value(args[0]) == value(args[1])
+            if function == "Fn::And":
+                return all(value(a) for a in args)
+            if function == "Fn::Or":
+                return any(value(a) for a in args)
+            if function == "Fn::Not":
+                return not value(args[0])
+            raise AssertionError(function)
+        return node
+
+    return value(template["Conditions"][name])
+
+
+@pytest.mark.parametrize("choice", ["auto", "yes"])
+def test_account_level_alarms_and_budget_exist_once_per_account(template, choice):
+    resources = template["Resources"]
+    account_level = [name for name, r in resources.items()
+                     if r["Type"] == "AWS::Budgets::Budget"
+                     or r.get("Properties", {}).get("Namespace") == "AWS/SES"]
+    assert sorted(account_level) == ["BounceRate", "ComplaintRate", "MonthlyBudgetAlert"]
+    for name in account_level:
+        props = resources[name]["Properties"]
+        if "AlarmName" in props:
+            assert isinstance(props["AlarmName"], str)  # one name, not one per stage
+    stacks = []
+    for stage in STAGES:
+        # With auto, prod's stack holds them; "yes" is for an account with one stage.
+        chosen = choice if stage == "prod" or choice == "auto" else "no"
+        parameters = {"Stage": stage, "AccountAlarms": chosen, "AlarmEmail": "ops@example.org"}
+        created = {name for name in account_level
+                   if condition_holds(template, resources[name]["Condition"], parameters)}
+        assert created in (set(), set(account_level))
+        stacks.append(bool(created))
+    assert stacks == [False, True]
+
+
+def test_the_budget_mails_before_the_month_runs_over(template):
+    budget = template["Resources"]["MonthlyBudgetAlert"]["Properties"]
+    assert budget["Budget"]["BudgetLimit"] == {"Amount": {"Ref": "MonthlyBudget"},
+                                               "Unit": "USD"}
+    kinds = {(n["Notification"]["NotificationType"], n["Notification"]["Threshold"])
+             for n in budget["NotificationsWithSubscribers"]}
+    assert kinds == {("ACTUAL", 80), ("FORECASTED", 100)}
+    assert all(n["Subscribers"] == [{"SubscriptionType": "EMAIL",
+                                     "Address": {"Ref": "AlarmEmail"}}]
+               for n in budget["NotificationsWithSubscribers"])
+
+
+def test_the_dead_letter_queue_outlives_the_stack_and_takes_records_only_from_the_function(
+        template):
+    resources = template["Resources"]
+    queue = resources["DeadLetterQueue"]
+    assert queue["DeletionPolicy"] == "Retain" and queue["UpdateReplacePolicy"] == "Retain"
+    policy = resources["DeadLetterQueuePolicy"]["Properties"]
+    assert policy["Queues"] == [{"Ref": "DeadLetterQueue"}]
+    [statement] = policy["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny" and statement["Principal"] == "*"
+    assert statement["Action"] == "sqs:SendMessage"  # receive and delete stay open
+    assert statement["Condition"] == {"ArnNotEquals": {"aws:PrincipalArn": {"Fn::Sub": (
+        "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/"
+        "esim-tracker-${Stage}-ZappaLambdaExecutionRole")}}}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_queue_policy_names_the_role_zappa_gives_the_function(stage):
+    settings = lambda_runner.stage_settings(stage)
+    assert settings["manage_roles"] is True
+    # Zappa names its role <project>-<stage>-ZappaLambdaExecutionRole (cli.py role_name).
+    from zappa.cli import ZappaCLI
+
+    cli = ZappaCLI()
+    cli.api_stage = stage
+    cli.load_settings(str(ROOT / "zappa_settings.json"))
+    assert cli.zappa.role_name == f"esim-tracker-{stage}-ZappaLambdaExecutionRole"
 
 
 def test_a_job_that_has_not_completed_a_run_in_30_minutes_alarms(template):
@@ -330,46 +556,84 @@ def test_mailer_sends_through_the_configuration_set_it_is_given():
     assert "ConfigurationSetName" not in sent[1]
 
 
-def test_redrive_invokes_the_function_with_each_failed_event_then_deletes_it(ssm):
+FUNCTION = "arn:aws:lambda:eu-central-1:123456789012:function:esim-tracker-prod"
+RULE = "arn:aws:events:eu-central-1:123456789012:rule/esim-tracker-prod-handlers.followup.run"
+TOPIC = "arn:aws:sns:eu-central-1:123456789012:esim-tracker-prod-ses-feedback"
+
+
+def on_failure(event, function=FUNCTION + ":$LATEST") -> dict:
+    """Lambda's on-failure destination record for ``event``."""
+    return {"version": "1.0", "requestContext": {
+        "functionArn": function, "condition": "RetriesExhausted", "approximateInvokeCount": 3},
+        "requestPayload": event, "responsePayload": {"errorType": "StoreError"}}
+
+
+def scheduled(**changes) -> dict:
+    event = {"version": "0", "id": "x", "detail-type": "Scheduled Event",
+             "source": "aws.events", "account": "123456789012",
+             "time": "2026-12-01T08:00:00Z", "region": "eu-central-1",
+             "resources": [RULE], "detail": {}}
+    return {**event, **changes}
+
+
+def feedback(topic=TOPIC, message="{}") -> dict:
+    return {"Records": [{"EventSource": "aws:sns", "Sns": {
+        "Type": "Notification", "TopicArn": topic, "Message": message}}]}
+
+
+class Lambda:
+    def __init__(self):
+        self.invoked = []
+
+    def invoke(self, **request):
+        self.invoked.append(request)
+
+
+def test_redrive_sends_again_only_this_stages_schedule_and_feedback_and_leaves_the_rest(ssm):
     from deploy import redrive
     from tracker import aws
 
+    assert redrive.schedule_rule_names("prod") == [RULE.rsplit("/", 1)[1]]
     sqs = aws.client("sqs")
-    schedule = {"detail-type": "Scheduled Event", "time": "2026-12-01T08:00:00Z"}
-    sns = {"Records": [{"Sns": {"Message": "{}"}}]}
+    wanted = [scheduled(), feedback()]
+    others = {
+        "another rule": scheduled(resources=[RULE.replace("prod", "dev")]),
+        "a command beside the schedule": scheduled(command="tracker.cli.bootstrap"),
+        "raw python": {"raw_command": "import os; os.system('id')"},
+        "another topic": feedback(topic=TOPIC.replace("prod", "dev")),
+        "an SNS message naming a function": feedback(message='{"command": "app.x"}'),
+        "another function": "another-function",
+    }
 
     def queue(name: str) -> str:
         url = sqs.create_queue(QueueName=name)["QueueUrl"]
-        for event in (schedule, sns):
-            sqs.send_message(QueueUrl=url, MessageBody=json.dumps({
-                "requestPayload": event, "responsePayload": {"errorType": "StoreError"}}))
+        for event in wanted + [e for k, e in others.items() if k != "another function"]:
+            sqs.send_message(QueueUrl=url, MessageBody=json.dumps(on_failure(event)))
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps(on_failure(
+            scheduled(), function=FUNCTION.replace("prod", "dev"))))
+        sqs.send_message(QueueUrl=url, MessageBody="not json")
         return url
 
-    class Lambda:
-        def __init__(self):
-            self.invoked = []
-
-        def invoke(self, **request):
-            self.invoked.append(request)
-
+    stage = {"function": "esim-tracker-prod", "function_arn": FUNCTION, "rule_arns": [RULE],
+             "topic_arn": TOPIC}
     functions = Lambda()
-    listed = redrive.redrive(sqs, functions, queue_url=queue("listed"),
-                             function="esim-tracker-prod", send=False)
-    assert sorted(listed) == ["schedule event, failed with StoreError",
-                              "sns event, failed with StoreError"]
+    listed = redrive.redrive(sqs, functions, queue_url=queue("listed"), send=False, **stage)
+    assert sorted(line for line in listed if not line.startswith("LEFT")) == [
+        "schedule event, failed with StoreError", "sns event, failed with StoreError"]
+    assert sum(line.startswith("LEFT") for line in listed) == len(others) + 1
     assert functions.invoked == []
 
     url = queue("esim-tracker-prod-dlq")
-    sent = redrive.redrive(sqs, functions, queue_url=url, function="esim-tracker-prod",
-                           send=True)
-    assert len(sent) == 2
+    sent = redrive.redrive(sqs, functions, queue_url=url, send=True, **stage)
+    assert sum(not line.startswith("LEFT") for line in sent) == 2
     assert {r["FunctionName"] for r in functions.invoked} == {"esim-tracker-prod"}
     assert {r["InvocationType"] for r in functions.invoked} == {"Event"}
     payloads = sorted((json.loads(r["Payload"]) for r in functions.invoked), key=str)
-    assert payloads == sorted([schedule, sns], key=str)
+    assert payloads == sorted(wanted, key=str)
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-    assert attributes["ApproximateNumberOfMessages"] == "0"
-    assert attributes["ApproximateNumberOfMessagesNotVisible"] == "0"  # deleted, not hidden
+    # Every other record is still there, visible again for a person.
+    assert attributes["ApproximateNumberOfMessages"] == str(len(others) + 1)
+    assert attributes["ApproximateNumberOfMessagesNotVisible"] == "0"
 
 
 def test_each_catalog_is_read_once_per_process_not_once_per_request(app, monkeypatch):
@@ -391,3 +655,51 @@ def test_each_catalog_is_read_once_per_process_not_once_per_request(app, monkeyp
             assert client.get(f"/?lang={lang}").status_code == 200
     assert sorted(set(reads)) == ["ru", "zh"]
     assert len(reads) == len(set(reads)) * len(app.extensions["babel"].translation_directories)
+
+
+# --- A run never outlives its reserve -------------------------------------------------
+
+def bounds_of(client):
+    """The bounds a live botocore client really runs with."""
+    from tracker import aws
+
+    cfg = client.meta.config
+    return aws.Bounds(connect=cfg.connect_timeout, read=cfg.read_timeout,
+                      attempts=cfg.retries["total_max_attempts"])
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_reserve_covers_one_email_at_its_worst_and_fits_the_functions_timeout(
+        stage, app, postman):
+    from datetime import timedelta
+
+    from tracker import aws
+
+    table_client = aws.table(app.config["TABLE_NAME"]).meta.client
+    ses = aws.client("sesv2", max_attempts=aws.SEND.attempts)
+    call, send = bounds_of(table_client), bounds_of(ses)
+    assert (call, send) == (aws.DYNAMODB, aws.SEND)  # the clients run with these
+    assert send.attempts == 1  # a retried send can be a second email
+    # Query, claim, re-read, send, record: each at its worst (timeouts, attempts, waits).
+    worst = 4 * call.worst_seconds() + send.worst_seconds()
+    reserve = app.config["RESERVE_MILLIS"] / 1000
+    timeout = lambda_runner.stage_settings(stage)["timeout_seconds"]
+    assert worst <= reserve
+    assert reserve + 60 <= timeout  # a minute of work per run at the least
+    assert timedelta(seconds=app.config["LEASE_SECONDS"]) > timedelta(seconds=timeout)
+    # Sending starts only while the lease outlives the re-read, the send and the record.
+    assert postman.lease_margin >= timedelta(seconds=2 * call.worst_seconds()
+                                             + send.worst_seconds())
+    assert postman.time_to_send() >= timedelta(seconds=2 * call.worst_seconds()
+                                               + send.worst_seconds())
+
+
+def test_worst_case_of_one_call_counts_every_attempt_and_every_wait():
+    from tracker import aws
+
+    # 4 attempts of 1 s + 2 s, three waits of at most 1, 2 and 4 s, each + 5 s of hint.
+    assert aws.Bounds(connect=1, read=2, attempts=4).worst_seconds() == 12 + 7 + 15
+    assert aws.Bounds(connect=2, read=8, attempts=1).worst_seconds() == 10
+    # The backoff is capped at 20 s a wait.
+    assert aws.Bounds(connect=0, read=0, attempts=8).worst_seconds() == \
+        1 + 2 + 4 + 8 + 16 + 20 + 20 + 7 * 5

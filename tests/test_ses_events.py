@@ -273,3 +273,21 @@ def test_feedback_from_our_sender_and_account_is_applied(lambda_app, client, tab
     context = type("Context", (), {
         "invoked_function_arn": "arn:aws:lambda:eu-central-1:123456789012:function:f"})()
     assert ses_events.handle({"Records": [sns(notification)]}, context)["suppressed"] == 1
+
+
+def test_every_dropped_record_is_counted_as_a_metric(lambda_app, client, capsys, monkeypatch):
+    """Dropped feedback means mail keeps going to a bouncing address: it is alarmed."""
+    from tests.helpers import emf_lines
+
+    submit(client, email="first@example.com")
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "esim-tracker-dev")
+    capsys.readouterr()
+    foreign = bounce_of(ADDRESS)
+    foreign["mail"] = {"source": "someone-else@example.org", "messageId": "x"}
+    event = {"Records": [sns(bounce_of("first@example.com")), {"Sns": {"Message": "{"}},
+                         sns(foreign)]}
+
+    ses_events.handle(event, None)
+
+    [line] = emf_lines(capsys.readouterr().out)
+    assert (line["FeedbackSuppressed"], line["FeedbackDropped"]) == (1, 2)

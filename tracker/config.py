@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import secrets
+
+from tracker import aws
 
 log = logging.getLogger(__name__)
 
@@ -21,10 +24,12 @@ DEFAULTS = {
     "LOCAL_MODE": False,
     # Sends per second across one job run; SES's sandbox allows 1. 0 means unpaced.
     "SEND_RATE": 1.0,
-    # How long a claimed email is reserved for the run that claimed it.
-    "LEASE_SECONDS": 120,
-    # A run stops starting new work when Lambda has less than this left.
-    "RESERVE_MILLIS": 10_000,
+    # How long a claimed email is reserved for the run that claimed it: longer than the
+    # function's timeout (zappa_settings.json), so no run outlives a lease it took.
+    "LEASE_SECONDS": 300,
+    # A run starts no email with less than this left: the worst case of one email's
+    # calls under their botocore bounds (tracker/aws.py), plus a second for the rest.
+    "RESERVE_MILLIS": math.ceil(aws.job_item_worst_seconds() * 1000) + 1000,
     "MAX_SEND_ATTEMPTS": 5,
     "LINK_MAX_AGE_DAYS": 180,
     "WTF_CSRF_TIME_LIMIT": None,

@@ -17,8 +17,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from tracker import policy
-from tracker.mail import Message, PermanentMailError, RetryableMailError, ThrottledError
+from tracker import aws, policy
+from tracker.mail import (
+    CannotSendNow,
+    Message,
+    PausedError,
+    PermanentMailError,
+    RetryableMailError,
+)
 from tracker.model import Request
 from tracker.store import Store, StoreError, Unreadable
 
@@ -57,47 +63,86 @@ class Postman:
     # A failing email is given up only once it has failed for this long and this often.
     max_attempts: int = 5
     give_up_after: timedelta = timedelta(days=3)
-    reserve_millis: int = 10_000
-    # Leases are judged by this clock, never the run's event time; an email is sent only
-    # while its lease has ``lease_margin`` left (clock skew between hosts, the SES call).
+    # A run starts no email with less than this left (config.RESERVE_MILLIS).
+    reserve_millis: int = 147_000
+    # Leases are judged by this clock, never the run's event time.
     clock: Callable[[], datetime] = wall_clock
-    lease_margin: timedelta = timedelta(seconds=30)
+    # The longest one DynamoDB call and one SES send can take (tracker/aws.py), and the
+    # clock skew allowed between hosts.
+    call_worst: timedelta = timedelta(seconds=aws.DYNAMODB.worst_seconds())
+    send_worst: timedelta = timedelta(seconds=aws.SEND.worst_seconds())
+    skew: timedelta = timedelta(seconds=10)
     jitter: Callable[[], float] = random.random
+
+    @property
+    def lease_margin(self) -> timedelta:
+        """What a lease must still have for a send: the re-read, the send and the record,
+        each at its worst, and the skew; so no other run can take the email over before
+        it is recorded."""
+        return 2 * self.call_worst + self.send_worst + self.skew
+
+    def time_to_send(self) -> timedelta:
+        """What a run must still have to send one email it holds, and record it."""
+        return 2 * self.call_worst + self.send_worst + timedelta(seconds=1)
 
 
 def deliver(postman: Postman, request: Request, *, owner: str, now: datetime,
-            suppression_checked: bool = False) -> str:
+            suppression_checked: bool = False,
+            time_left_millis: Callable[[], float] | None = None) -> str:
     """Send the claimed request's pending email once and record it; return the outcome.
 
-    ``suppression_checked``: the caller's own write just checked the address (the form's
-    transaction does), so this saves the read. Raises ThrottledError after handing the
-    email back, so the caller can stop.
+    ``suppression_checked``: the caller's own write just checked the address and holds
+    the request's lease (the form's transaction does), so this saves the re-read. Raises
+    CannotSendNow after handing the email back, so the caller can stop. Returns
+    ``out_of_time`` (the email handed back) when ``time_left_millis`` is too short to
+    send and record it.
     """
     progress, key = request.progress, request.progress.next_key
     tz = ZoneInfo(request.timezone)
     context = {"request": request.id, "email": key}
-    reason = None if suppression_checked else postman.store.suppression(request.email)
-    if reason:  # a hard bounce or a complaint: never mail this address again
-        status = policy.FAILED if reason == "bounce" else policy.STOPPED
-        postman.store.record(request, policy.stopped(progress, status), owner=owner,
-                             what=f"suppressed:{reason}", now=now)
-        log.info("address suppressed; request stopped", extra=context)
-        return "suppressed"
     if progress.next_kind not in ANY_HOUR and not policy.is_daytime(now, tz):
         postman.store.release(request, owner=owner, due_at=policy.daytime(now, tz))
         log.info("deferred to daytime", extra=context)
         return "deferred"
     try:
         message = postman.compose(request)
-        if request.lease_until and postman.clock() > request.lease_until - postman.lease_margin:
-            # Too late to be sure the lease is still ours: another run may own it now.
-            postman.store.release(request, owner=owner)
-            log.warning("lease ran out before sending; left due", extra=context)
-            return "lease_expired"
+        # Where the request goes once this email is out, worked out before sending (it may
+        # read the stats): once SES has accepted, only the record is left to do.
+        rules = postman.rules_for(request.operator, request.channel)
+        after = policy.after_sent(progress, now=now, requested_on=request.requested_on,
+                                  rules=rules, tz=tz, plan_ends_on=request.plan_ends_on)
+    except Exception as exc:  # noqa: BLE001 - one item never stops a run
+        return _retry_later(postman, request, exc, owner=owner, now=now)
+    if request.lease_until and postman.clock() > request.lease_until - postman.lease_margin:
+        # Too late to be sure the lease outlives the send and the record.
+        postman.store.release(request, owner=owner)
+        log.warning("lease ran out before sending; left due", extra=context)
+        return "lease_expired"
+    if time_left_millis and time_left_millis() < postman.time_to_send() / timedelta(
+            milliseconds=1):
+        postman.store.release(request, owner=owner)
+        log.warning("no time left to send and record; left due", extra=context)
+        return "out_of_time"
+    if not suppression_checked:
+        # As late as DynamoDB allows: an answer or an unsubscribe since the claim dropped
+        # our lease. What remains is the time from this read to SES accepting the email.
+        ours, reason = postman.store.confirm(request, owner=owner)
+        if not ours:
+            postman.store.release(request, owner=owner)  # refused unless still ours
+            log.info("request changed since its claim; not sent", extra=context)
+            return "changed"
+        if reason:  # a hard bounce or a complaint: never mail this address again
+            status = policy.FAILED if reason == "bounce" else policy.STOPPED
+            postman.store.record(request, policy.stopped(progress, status), owner=owner,
+                                 what=f"suppressed:{reason}", now=now)
+            log.info("address suppressed; request stopped", extra=context)
+            return "suppressed"
+    try:
         message_id = postman.mailer.send_email(
             from_address=postman.mail_from, to_address=request.email, message=message)
-    except ThrottledError as exc:
-        # Throttled, the account paused, SES unreachable: nothing is wrong with this email.
+    except CannotSendNow as exc:
+        # Throttled, unreachable, or the sender or account refused: nothing is wrong with
+        # this email, so it is handed back untouched (no try counted).
         postman.store.release(request, owner=owner)
         log.warning("ses cannot send now (%s); leaving the rest due", exc, extra=context)
         raise
@@ -108,14 +153,34 @@ def deliver(postman: Postman, request: Request, *, owner: str, now: datetime,
         return "failed"
     except (RetryableMailError, Exception) as exc:  # noqa: BLE001 - one item never stops a run
         return _retry_later(postman, request, exc, owner=owner, now=now)
-    rules = postman.rules_for(request.operator, request.channel)
-    after = policy.after_sent(progress, now=now, requested_on=request.requested_on,
-                              rules=rules, tz=tz, plan_ends_on=request.plan_ends_on)
-    if not postman.store.record(request, after, owner=owner, what=f"sent:{key}", now=now):
+    if not _record_sent(postman, request, after, owner=owner, now=now,
+                        time_left_millis=time_left_millis):
         # The traveller answered (or stopped emails) while we sent: their change stands.
         log.warning("request changed while sending", extra=context)
     log.info("sent", extra=dict(context, message_id=message_id))
     return "sent"
+
+
+def _record_sent(postman: Postman, request: Request, after: policy.Progress, *,
+                 owner: str, now: datetime,
+                 time_left_millis: Callable[[], float] | None) -> bool:
+    """Record an email SES accepted; DynamoDB failing past botocore's attempts is tried
+    again while the lease and the run's time allow one more call at its worst (an email
+    left unrecorded is sent again once its lease lapses)."""
+    key = request.progress.next_key
+    while True:
+        try:
+            return postman.store.record(request, after, owner=owner, what=f"sent:{key}",
+                                        now=now)
+        except StoreError:
+            lease_left = (request.lease_until - postman.clock() if request.lease_until
+                          else timedelta(0))
+            time_left = (timedelta(milliseconds=time_left_millis()) if time_left_millis
+                         else lease_left)
+            if min(lease_left, time_left) < postman.call_worst + postman.skew:
+                raise
+            log.warning("recording a sent email failed; trying again",
+                        extra={"request": request.id, "email": key})
 
 
 def _retry_later(postman: Postman, request: Request, exc: Exception, *, owner: str,
@@ -176,16 +241,32 @@ class _PacedMailer:
 
 def run(postman: Postman, *, now: datetime,
         time_left_millis: Callable[[], float] | None = None) -> dict:
-    """Send what is due at ``now``; return counts. Safe to run twice at once."""
+    """Send what is due at ``now``; return counts and flags. Safe to run twice at once.
+
+    ``paused``: SES refused the sender or the account; ``throttled``: SES asked us to
+    slow down or could not be reached; either stops the run with everything left due.
+    ``stalled``: one of them stopped a run that had email due before it sent any.
+    """
     owner = uuid.uuid4().hex
     counts = Counter(sent=0, failed=0, deferred=0, retry=0, skipped=0, suppressed=0,
-                     errors=0, quarantined=0, lease_expired=0)
+                     errors=0, quarantined=0, lease_expired=0, changed=0)
     paced = dataclasses.replace(
         postman, mailer=_PacedMailer(postman.mailer, _Pacer(postman.send_rate)))
-    stopped_early = throttled = False
-    for request_id, key in postman.store.due(now):
+    stopped_early = throttled = paused = False
+    due = iter(postman.store.due(now))
+    while True:
+        # Checked before the next page of the due index is read: a Query is part of the
+        # reserve (aws.JOB_ITEM_CALLS).
         if time_left_millis and time_left_millis() < postman.reserve_millis:
             stopped_early = True  # the rest stays due for the next run
+            break
+        try:
+            request_id, key = next(due)
+        except StopIteration:
+            break
+        except Exception as exc:  # noqa: BLE001 - the rest stays due for the next run
+            counts["errors"] += 1
+            log.error("reading the due index failed: %s", type(exc).__name__)
             break
         try:
             if key is None:
@@ -195,8 +276,18 @@ def run(postman: Postman, *, now: datetime,
             if request is None:
                 counts["skipped"] += 1  # another run has it, or it moved on
                 continue
-            counts[deliver(paced, request, owner=owner, now=now)] += 1
-        except ThrottledError:
+            outcome = deliver(paced, request, owner=owner, now=now,
+                              time_left_millis=time_left_millis)
+            if outcome == "out_of_time":
+                stopped_early = True
+                break
+            counts[outcome] += 1
+        except PausedError as exc:
+            paused = True
+            log.error("ses refuses the sender or the account (%s): nothing is sent until "
+                      "it is fixed", exc.reason)
+            break
+        except CannotSendNow:
             throttled = True
             break
         except Unreadable as exc:
@@ -206,7 +297,9 @@ def run(postman: Postman, *, now: datetime,
             # later run tries again. Only the type is logged: messages may echo values.
             counts["errors"] += 1
             log.error("item failed: %s", type(exc).__name__, extra={"request": request_id})
-    result = dict(counts, throttled=throttled, stopped_early=stopped_early)
+    stalled = (paused or throttled) and counts["sent"] == 0
+    result = dict(counts, throttled=throttled, paused=paused, stalled=stalled,
+                  stopped_early=stopped_early)
     log.info("followups run done", extra={"counts": result})
     return result
 

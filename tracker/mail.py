@@ -15,12 +15,27 @@ from tracker.aws import errors
 
 log = logging.getLogger(__name__)
 
+# What each SES v2 SendEmail answer leads to (README, Reliability: the fault table).
+# SES asks us to slow down, or its daily quota is spent: it passes by itself.
 THROTTLED = frozenset({"TooManyRequestsException", "Throttling", "ThrottlingException",
                        "LimitExceededException"})
-# The account or the sender cannot send at all for now: nothing wrong with the email, so
-# the run stops and everything stays due until a maintainer fixes it.
-PAUSED = frozenset({"SendingPausedException", "AccountSuspendedException",
-                    "MailFromDomainNotVerifiedException", "NotFoundException"})
+# The sender or the whole account cannot send, whatever the email: nothing changes until
+# a maintainer acts. SES v2's names, the v1 names of the same refusals, and IAM's answer
+# when the function's role may not call ses:SendEmail (SES v2 is a REST-JSON API:
+# AccessDeniedException; AccessDenied is the query protocols' spelling).
+PAUSED = frozenset({
+    "SendingPausedException", "AccountSendingPausedException",
+    "ConfigurationSetSendingPausedException", "AccountSuspendedException",
+    "MailFromDomainNotVerifiedException",
+    "NotFoundException", "ConfigurationSetDoesNotExistException",  # no configuration set
+    "AccessDeniedException", "AccessDenied"})
+# MessageRejected is both "this message" and "this sender": SES answers it, text and all,
+# for an identity that failed verification ("Email address is not verified. The
+# following identities failed the check in region …: <identities>"), which is the sender
+# (not verified yet, or its domain's verification lapsed) or, in the sandbox, the
+# recipient (https://repost.aws/knowledge-center/ses-554-400-message-rejected-error).
+# moto words the sender's case "Did not have authority to send from email …".
+UNVERIFIED = ("not verified", "authority to send from")
 # Only the message itself or its address: failing it at once is right.
 PERMANENT = frozenset({"MessageRejected", "BadRequestException"})
 
@@ -33,13 +48,45 @@ class RetryableMailError(MailError):
     """Sending failed for now; the same email may be tried again later."""
 
 
-class ThrottledError(RetryableMailError):
-    """SES asks us to slow down, cannot send for the account or cannot be reached: stop
-    this run and leave the rest due."""
+class CannotSendNow(RetryableMailError):
+    """SES takes no email at all just now: stop the run and leave everything due."""
+
+
+class ThrottledError(CannotSendNow):
+    """SES asks us to slow down or cannot be reached; it passes by itself."""
+
+
+class PausedError(CannotSendNow):
+    """SES refuses the sender or the account (unverified identity, the sandbox, paused,
+    suspended, access denied, no configuration set): nothing is sent until a maintainer
+    fixes the cause, then everything due goes out. ``reason`` holds no address."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
 
 
 class PermanentMailError(MailError):
     """SES will never take this email; do not try it again."""
+
+
+def refusal(code: str, text: str, *, from_address: str, to_address: str) -> MailError:
+    """The error an SES answer ``code`` with message ``text`` stands for."""
+    if code in THROTTLED:
+        return ThrottledError(code)
+    if code in PAUSED:
+        return PausedError(code)
+    lowered = text.lower()
+    if code == "MessageRejected" and any(words in lowered for words in UNVERIFIED):
+        sender_domain = from_address.rpartition("@")[2].lower()
+        if from_address.lower() in lowered or f" {sender_domain}" in lowered:
+            return PausedError("sender not verified")
+        if to_address.lower() in lowered:
+            return PausedError("recipient not verified: the account is in the SES sandbox")
+        return PausedError("identity not verified")
+    if code in PERMANENT:
+        return PermanentMailError(code)
+    return RetryableMailError(code)
 
 
 @dataclass(frozen=True)
@@ -106,12 +153,9 @@ class SesMailer:
                 FromEmailAddress=from_address, Destination={"ToAddresses": [to_address]},
                 Content={"Raw": {"Data": raw}}, **self._extra)
         except errors.ClientError as exc:
-            code = exc.response["Error"]["Code"]
-            if code in THROTTLED or code in PAUSED:
-                raise ThrottledError(code) from exc
-            if code in PERMANENT:
-                raise PermanentMailError(code) from exc
-            raise RetryableMailError(code) from exc
+            error = exc.response.get("Error", {})
+            raise refusal(error.get("Code", ""), error.get("Message", ""),
+                          from_address=from_address, to_address=to_address) from exc
         except (errors.EndpointConnectionError, errors.ConnectTimeoutError) as exc:
             # SES never got the request: unreachable, not this email's fault.
             raise ThrottledError(type(exc).__name__) from exc

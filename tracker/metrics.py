@@ -16,15 +16,27 @@ import sys
 import time
 
 NAMESPACE = "esim-tracker"
-# The job's counts that become metrics, and their metric names. ``run`` counts more
-# (skipped, deferred …) that nobody alarms on.
-# A count or a flag missing from the result (an older job) is a 0.
+# The job's counts and flags that become metrics, and their metric names: each one a key
+# ``followups.run`` returns (tests/test_operations.py drives the job until every one of
+# them has been non-zero). ``run`` counts more (skipped, deferred …) that nobody reads.
 JOB_COUNTS = {"sent": "JobSent", "failed": "JobFailed", "errors": "JobErrors",
               "retry": "JobRetried", "suppressed": "JobSuppressed",
               "quarantined": "JobQuarantined", "paused": "JobPaused",
-              "throttled": "JobThrottled", "stopped_early": "JobStoppedEarly"}
+              "throttled": "JobThrottled", "stalled": "JobStalled",
+              "stopped_early": "JobStoppedEarly"}
 RUN_COMPLETED = "JobRunCompleted"
+# Each form POST: stored and redirected, or refused.
 FORM_ACCEPTED, FORM_REJECTED = "FormAccepted", "FormRejected"
+# An email sent while the traveller waits (the receipt, an escalation) that SES refused
+# for the sender or the account (left due for the job), or refused for good.
+WEB_MAIL_PAUSED, WEB_MAIL_FAILED = "WebMailPaused", "WebMailFailed"
+# SES feedback records applied (addresses suppressed), and dropped: unreadable, or about
+# mail from another sender or account (handlers/ses_events.py).
+FEEDBACK_SUPPRESSED, FEEDBACK_DROPPED = "FeedbackSuppressed", "FeedbackDropped"
+# Every metric name the code can emit; deploy/operations.yaml alarms only on these.
+EMITTED = frozenset({*JOB_COUNTS.values(), RUN_COMPLETED, FORM_ACCEPTED, FORM_REJECTED,
+                     WEB_MAIL_PAUSED, WEB_MAIL_FAILED, FEEDBACK_SUPPRESSED,
+                     FEEDBACK_DROPPED})
 
 
 def stage() -> str:
@@ -50,7 +62,14 @@ def emit(values: dict[str, float], out=None) -> None:
 
 
 def job_values(result: dict) -> dict[str, float]:
-    """The metrics of one job run, from what ``followups.run`` returned."""
-    values = {name: float(result.get(key) or 0) for key, name in JOB_COUNTS.items()}
+    """The metrics of one job run, from what ``followups.run`` returned (every key of
+    JOB_COUNTS: a missing one is a bug, not a zero)."""
+    values = {name: float(result[key]) for key, name in JOB_COUNTS.items()}
     values[RUN_COMPLETED] = 1.0
     return values
+
+
+def feedback_values(counts: dict) -> dict[str, float]:
+    """The metrics of one SNS delivery of SES feedback, from ``feedback.handle_sns``."""
+    return {FEEDBACK_SUPPRESSED: float(counts.get("suppressed", 0)),
+            FEEDBACK_DROPPED: float(counts.get("ignored", 0) + counts.get("foreign", 0))}

@@ -17,6 +17,7 @@ run shares, so a late run never takes over a lease a current run still holds.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -91,6 +92,20 @@ _APPEND_EVENT = ("#hist = list_append(#hist, :event)", "#ver = #ver + :one")
 
 def _key(request_id: str) -> dict:
     return {"pk": f"REQ#{request_id}"}
+
+
+def _unreachable_is_unavailable(method):
+    """DynamoDB not reached past botocore's attempts (a connection error, a timeout: no
+    ClientError) is a StoreError too, which callers retry or answer with a 503."""
+
+    @functools.wraps(method)
+    def translated(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except errors.BotoCoreError as exc:
+            raise StoreError(f"{method.__name__}: {type(exc).__name__}") from exc
+
+    return translated
 
 
 def _is_condition_failure(exc: Exception) -> bool:
@@ -187,6 +202,7 @@ class Store:
         # address -> "SUPP#<keyed hash>" (tracker.suppression.address_key with the secret)
         self.address_key = address_key
 
+    @_unreachable_is_unavailable
     def create(self, request: Request, *, now: datetime, lease_owner: str | None = None,
                lease_now: datetime | None = None, quotas: Sequence[Quota] = ()) -> bool:
         """Store a new request once; False when that id exists (a double submit).
@@ -223,6 +239,7 @@ class Store:
         failed = self._transact(writes, quotas, suppression_key=item.get("addr_key"))
         return 0 not in failed  # the request exists: a re-post, whatever else failed
 
+    @_unreachable_is_unavailable
     def spend(self, quotas: Sequence[Quota], *, address: str | None = None) -> None:
         """Count one use against each quota, if the address (when given) may be mailed.
 
@@ -284,6 +301,7 @@ class Store:
                 return reasons
         raise AssertionError("unreachable")
 
+    @_unreachable_is_unavailable
     def get(self, request_id: str) -> Request | None:
         """Read one request, strongly consistent."""
         try:
@@ -308,6 +326,7 @@ class Store:
                 continue
             yield pk.removeprefix("REQ#"), key
 
+    @_unreachable_is_unavailable
     def claim(self, request_id: str, next_key: str, *, owner: str, now: datetime,
               lease_now: datetime) -> Request | None:
         """Reserve one pending email for ``owner``; None when someone else has it.
@@ -334,6 +353,34 @@ class Store:
             raise StoreError("claim failed") from exc
         return _to_request(item)
 
+    @_unreachable_is_unavailable
+    def confirm(self, request: Request, *, owner: str) -> tuple[bool, str | None]:
+        """Read, just before a send, whether ``owner`` still holds the request's pending
+        email, and why its address must not be mailed (None when it may).
+
+        One TransactGetItems, strongly consistent, of the request and the address's
+        suppression item: an answer, a stop or a delete since the claim dropped the lease
+        or moved ``next_key``. A transaction conflict means one is being written right
+        now: not ours either.
+        """
+        gets = [{"Get": {"TableName": self.table.name, "Key": _key(request.id),
+                         "ProjectionExpression": "lease_owner, next_key"}}]
+        if self.address_key:
+            gets.append({"Get": {
+                "TableName": self.table.name, "Key": {"pk": self.address_key(request.email)},
+                "ProjectionExpression": "#r", "ExpressionAttributeNames": {"#r": "reason"}}})
+        try:
+            answer = self.table.meta.client.transact_get_items(TransactItems=gets)
+        except errors.ClientError as exc:
+            if exc.response["Error"]["Code"] == "TransactionCanceledException":
+                return False, None
+            raise StoreError("confirm failed") from exc
+        found = [entry.get("Item") or {} for entry in answer["Responses"]]
+        ours = (found[0].get("lease_owner") == owner
+                and found[0].get("next_key") == request.progress.next_key)
+        return ours, (found[1].get("reason") if len(found) > 1 else None)
+
+    @_unreachable_is_unavailable
     def quarantine(self, key: str, *, now: datetime) -> bool:
         """Take an unreadable item out of the due index, keeping it for a maintainer."""
         try:
@@ -349,6 +396,7 @@ class Store:
             raise StoreError("quarantine failed") from exc
         return True
 
+    @_unreachable_is_unavailable
     def record(self, request: Request, progress: Progress, *, owner: str, what: str,
                now: datetime) -> bool:
         """Record a sent (or finally failed) email and move on; releases the lease."""
@@ -358,6 +406,7 @@ class Store:
             request.id, expression, names, values,
             "lease_owner = :owner AND next_key = :key")
 
+    @_unreachable_is_unavailable
     def release(self, request: Request, *, owner: str, due_at: datetime | None = None,
                 failed_at: datetime | None = None) -> bool:
         """Give a claimed email back unsent, to be tried again when due.
@@ -380,6 +429,7 @@ class Store:
         return self._conditional_update(request.id, expression, names, values,
                                         "lease_owner = :owner")
 
+    @_unreachable_is_unavailable
     def save(self, request: Request, progress: Progress, *, what: str, now: datetime,
              extra: dict | None = None, counts: stats.Counts | None = None) -> bool:
         """Apply a traveller's change if nobody changed the request since it was read.
@@ -395,6 +445,7 @@ class Store:
         return self._conditional_update(request.id, expression, names, values,
                                         "#ver = :version", counts=counts)
 
+    @_unreachable_is_unavailable
     def stop(self, request_id: str, *, status: str, what: str, now: datetime) -> bool:
         """End all further email for a request, whatever else changed since it was read.
 
@@ -421,6 +472,7 @@ class Store:
             raise StoreError("stop failed") from exc
         return True
 
+    @_unreachable_is_unavailable
     def delete(self, request_id: str) -> None:
         """Remove a request and everything it holds, now."""
         try:
@@ -428,6 +480,7 @@ class Store:
         except errors.ClientError as exc:
             raise StoreError("delete_item failed") from exc
 
+    @_unreachable_is_unavailable
     def suppress(self, addr_key: str, *, reason: str, now: datetime,
                  until: datetime) -> None:
         """Mark an address as never to be mailed (again) until ``until``; idempotent."""
@@ -437,17 +490,7 @@ class Store:
         except errors.ClientError as exc:
             raise StoreError("put_item of suppression failed") from exc
 
-    def suppression(self, address: str) -> str | None:
-        """Why ``address`` must not be mailed (``bounce``, ``complaint``), or None."""
-        if not self.address_key:
-            return None
-        try:
-            item = self.table.get_item(Key={"pk": self.address_key(address)},
-                                       ConsistentRead=True).get("Item")
-        except errors.ClientError as exc:
-            raise StoreError("get_item of suppression failed") from exc
-        return item["reason"] if item else None
-
+    @_unreachable_is_unavailable
     def requests_to(self, addr_key: str) -> list[str]:
         """The ids of every stored request to the address with this key."""
         return [item["id"] for item in self._query(

@@ -12,10 +12,10 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from tracker import policy, stats
+from tracker import metrics, policy, stats
 from tracker.followups import ANY_HOUR, Postman, deliver
 from tracker.limits import Quota
-from tracker.mail import MailError, Message, ThrottledError
+from tracker.mail import CannotSendNow, MailError, Message, PausedError
 from tracker.model import Request
 from tracker.store import OverLimit, StoreError, Suppressed
 
@@ -43,20 +43,37 @@ def submit(postman: Postman, request: Request, *, now: datetime,
         # sends it if this request cannot (SES down, Lambda killed).
         request = dataclasses.replace(
             request, progress=dataclasses.replace(request.progress, due_at=now))
-    owner = uuid.uuid4().hex
-    if not postman.store.create(request, now=now, lease_owner=owner,
-                                lease_now=postman.clock(), quotas=quotas):
+    owner, lease_now = uuid.uuid4().hex, postman.clock()
+    if not postman.store.create(request, now=now, lease_owner=owner, lease_now=lease_now,
+                                quotas=quotas):
         return False
     log.info("request created", extra={"request": request.id, "operator": request.operator})
-    try:
-        deliver(postman, request, owner=owner, now=now,
-                suppression_checked=postman.store.address_key is not None)
-    except (ThrottledError, StoreError) as exc:
-        # The request is stored and its receipt due: the job sends it once our lease
-        # (if we still hold it) runs out.
-        log.warning("receipt left to the job: %s", type(exc).__name__,
-                    extra={"request": request.id})
+    # Born claimed: the lease the create wrote, which bounds retrying its record.
+    request = dataclasses.replace(request, lease_until=lease_now + postman.store.lease)
+    send_at_once(postman, request, owner=owner, now=now,
+                 suppression_checked=postman.store.address_key is not None)
     return True
+
+
+def send_at_once(postman: Postman, request: Request, *, owner: str, now: datetime,
+                 suppression_checked: bool = False) -> str:
+    """Send a claimed email while the traveller waits (the receipt, an escalation).
+
+    Whatever SES or DynamoDB answers, what the traveller did is kept: an email that
+    cannot go now stays due and the job sends it. Refusals of the sender or the account,
+    and emails failed for good, are counted as metrics (alarmed: deploy/operations.yaml).
+    """
+    try:
+        outcome = deliver(postman, request, owner=owner, now=now,
+                          suppression_checked=suppression_checked)
+    except (CannotSendNow, StoreError) as exc:
+        # Still due (handed back, or our lease runs out): the next job run sends it.
+        log.warning("email left to the job: %s", type(exc).__name__,
+                    extra={"request": request.id, "email": request.progress.next_key})
+        outcome = "paused" if isinstance(exc, PausedError) else "left"
+    metrics.emit({metrics.WEB_MAIL_PAUSED: float(outcome == "paused"),
+                  metrics.WEB_MAIL_FAILED: float(outcome == "failed")})
+    return outcome
 
 
 def repeats_last_answer(request: Request, reply: str) -> bool:
@@ -107,8 +124,8 @@ def answer(postman: Postman, request: Request, reply: str, *, now: datetime,
             claimed = postman.store.claim(request.id, progress.next_key, owner=owner,
                                           now=now, lease_now=postman.clock())
             if claimed:
-                deliver(postman, claimed, owner=owner, now=now)
-        except (ThrottledError, StoreError) as exc:
+                send_at_once(postman, claimed, owner=owner, now=now)
+        except StoreError as exc:
             # The answer is recorded and the escalation due: the job sends it. No error
             # page now: pressing again would only repeat the answer.
             log.warning("escalation left to the job: %s", type(exc).__name__,
