@@ -54,6 +54,12 @@ package: $(STAMP)
 	VIRTUAL_ENV=$(CURDIR)/.venv-deploy $(BIN)/zappa package $(STAGE) -o $(CURDIR)/dist/$(STAGE).zip
 	@$(BIN)/python -c "import os; print('dist/$(STAGE).zip: %.2f MB zipped' % (os.path.getsize('dist/$(STAGE).zip') / 1e6))"
 
+## Is a deployed stage healthy? One line per check, pass or the command that fixes it;
+## fails on any failure. Reads the live stage with your credentials, changes nothing.
+.PHONY: doctor
+doctor: $(STAMP)
+	$(BIN)/python -m deploy.doctor $(STAGE)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
