@@ -20,20 +20,30 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import zipfile
 from pathlib import Path
 
 import boto3
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
+from werkzeug.serving import make_server
 
 from deploy.doctor import permissions
 from deploy.doctor.function import INSTANTIATE
 from deploy.doctor.stage import Stage
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port
 
 TEMPLATE = ROOT / "deploy" / "operations.yaml"
 ALARM_EMAIL = "ops@example.org"
+
+
+def serve(app) -> tuple[str, callable]:
+    """A WSGI app over HTTP on a free port, in a thread: its URL, and how to stop it."""
+    port = free_port()
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{port}", server.shutdown
 
 
 def settings_file(folder: Path, stage: str, *, base_url: str, source: Path | None = None,
@@ -104,24 +114,36 @@ def schedule(session: boto3.Session, stage: Stage, function_arn: str) -> None:
                           events=[stage.schedule])
 
 
-def complete_on_moto(session: boto3.Session, stage: Stage, function_arn: str) -> None:
-    """What AWS's CloudFormation makes of the template and moto's leaves out."""
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in session.client(
-        "cloudformation").describe_stacks(StackName=stage.stack)["Stacks"][0]["Outputs"]}
+def complete_on_moto(session: boto3.Session, stage: Stage) -> None:
+    """What AWS's CloudFormation makes of the template (as deployed, conditions
+    included) and moto's leaves out."""
+    stack = session.client("cloudformation").describe_stacks(StackName=stage.stack)["Stacks"][0]
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+    parameters = {p["ParameterKey"]: p.get("ParameterValue") for p in stack["Parameters"]}
     table, ddb = stage.env["TABLE_NAME"], session.client("dynamodb")
     ddb.update_time_to_live(TableName=table, TimeToLiveSpecification={
         "Enabled": True, "AttributeName": "expires"})
     ddb.update_continuous_backups(TableName=table, PointInTimeRecoverySpecification={
         "PointInTimeRecoveryEnabled": True})
     _configuration_set(session, stage.env["SES_CONFIGURATION_SET"], outputs["FeedbackTopicArn"])
-    session.client("lambda").put_function_event_invoke_config(
-        FunctionName=stage.function, Qualifier="$LATEST", MaximumRetryAttempts=2,
-        MaximumEventAgeInSeconds=3600,
-        DestinationConfig={"OnFailure": {"Destination": outputs["DeadLetterQueueArn"]}})
     sns = session.client("sns")
-    if not sns.list_subscriptions_by_topic(TopicArn=outputs["AlarmTopicArn"])["Subscriptions"]:
-        sns.subscribe(TopicArn=outputs["AlarmTopicArn"], Protocol="email",
-                      Endpoint=ALARM_EMAIL)
+    alarm_email = parameters.get("AlarmEmail")  # the template's MailAlarms condition
+    if alarm_email and not sns.list_subscriptions_by_topic(
+            TopicArn=outputs["AlarmTopicArn"])["Subscriptions"]:
+        sns.subscribe(TopicArn=outputs["AlarmTopicArn"], Protocol="email", Endpoint=alarm_email)
+    if parameters.get("FunctionDeployed") != "yes":  # the template's Attach condition
+        return
+    functions = session.client("lambda")
+    function_arn = functions.get_function_configuration(
+        FunctionName=stage.function)["FunctionArn"]
+    try:
+        functions.get_function_event_invoke_config(FunctionName=stage.function,
+                                                   Qualifier="$LATEST")
+    except ClientError:
+        functions.put_function_event_invoke_config(
+            FunctionName=stage.function, Qualifier="$LATEST", MaximumRetryAttempts=2,
+            MaximumEventAgeInSeconds=3600,
+            DestinationConfig={"OnFailure": {"Destination": outputs["DeadLetterQueueArn"]}})
     _feedback_subscription(session, stage, function_arn, outputs["FeedbackTopicArn"])
 
 
@@ -203,5 +225,5 @@ def healthy_stage(session: boto3.Session, stage: Stage) -> str:
     function_arn = create_function(session, stage)
     schedule(session, stage, function_arn)
     deploy_stack(session, stage, FunctionDeployed="yes")
-    complete_on_moto(session, stage, function_arn)
+    complete_on_moto(session, stage)
     return function_arn

@@ -11,28 +11,19 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import threading
 import urllib.request
 
 import boto3
 import pytest
-from werkzeug.serving import make_server
 
 from deploy import doctor
 from deploy.doctor import permissions, table
 from deploy.doctor.stage import load
 from tests import stagekit
 from tests.conftest import free_port
+from tests.stagekit import serve
 
 STAGE = "prod"
-
-
-def serve(app) -> tuple[str, callable]:
-    """The app over HTTP on a free port, in a thread; its URL and how to stop it."""
-    port = free_port()
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{port}", server.shutdown
 
 
 def tracker_app(table_name: str):
