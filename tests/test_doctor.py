@@ -453,3 +453,14 @@ def test_a_read_the_credentials_may_not_make_fails_that_line_only(deployed):
     deployed.session.events.register("before-call.dynamodb.DescribeContinuousBackups", refuse)
     assert deployed.failed() == (1, {"table recovery"})
     assert "AccessDeniedException" in deployed.detail("table recovery")[1]
+
+
+def test_a_stage_without_its_operations_stack_says_how_to_deploy_it(deployed):
+    deployed.client("cloudformation").delete_stack(StackName=deployed.stage.stack)
+    status, lines, _ = deployed.doctor()
+    assert status == 1
+    verdict, detail = lines["operations stack"]
+    assert verdict == "FAIL" and "aws cloudformation deploy --template-file" in detail
+    assert "Stage=prod TableName=esim-cancellations" in detail
+    assert lines["dead letters"] == (
+        "FAIL", "not checked: no operations stack esim-tracker-prod-operations")

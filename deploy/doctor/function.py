@@ -7,7 +7,7 @@ import json
 from botocore.exceptions import ClientError
 
 from deploy.doctor.report import fail, ok, warn
-from deploy.doctor.stage import Live, Stage, not_found
+from deploy.doctor.stage import Live, Missing, Stage, not_found
 from tracker.config import STORED_SECRETS
 
 # Decision 4 of the brief: Zappa's handler reads it from the real environment at import.
@@ -23,11 +23,15 @@ def stack_command(stage: Stage, overrides: str = "FunctionDeployed=yes") -> str:
 
 def operations_stack(stage: Stage, live: Live):
     """The operations stack is deployed, with its pass that attaches it to the function."""
-    stack = live.client("cloudformation").describe_stacks(StackName=stage.stack)["Stacks"][0]
+    try:
+        stack = live.stack
+    except Missing:
+        return fail(f"no stack {stage.stack}: deploy it as the README's first deploy does "
+                    f"(step 2, then step 5 with FunctionDeployed=yes): {stack_command(stage)} "
+                    f"Stage={stage.name} TableName={stage.env.get('TABLE_NAME')}")
     status = stack["StackStatus"]
     deployed = {p["ParameterKey"]: p.get("ParameterValue")
                 for p in stack.get("Parameters", [])}.get("FunctionDeployed")
-    live.outputs  # noqa: B018 - a missing stack says so through Missing
     if not status.endswith("_COMPLETE") or status in {"ROLLBACK_COMPLETE", "DELETE_COMPLETE"}:
         return fail(f"{stage.stack} is {status}: aws cloudformation describe-stack-events "
                     f"--stack-name {stage.stack}, fix, then {stack_command(stage)}")

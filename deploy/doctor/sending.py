@@ -3,8 +3,10 @@
 The sender is verified when its address or its domain is: a verified domain covers every
 address in it (docs.aws.amazon.com/ses/latest/dg/creating-identities.html). Identities
 and DKIM are read with SES's GetIdentityVerificationAttributes and
-GetIdentityDkimAttributes (the same identities SESv2 shows); the account with SESv2's
-GetAccount.
+GetIdentityDkimAttributes (the same identities SESv2 shows: SESv2's GetEmailIdentity
+would say the same, but moto 5.2.5 answers VerifiedForSendingStatus false for every
+identity, so no test could hold a verified one); the account with SESv2's GetAccount,
+which moto lacks (tests/stagekit.py answers it through botocore's hook).
 """
 
 from __future__ import annotations

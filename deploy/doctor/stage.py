@@ -111,16 +111,19 @@ class Live:
         return self._clients[service]
 
     @functools.cached_property
-    def outputs(self) -> dict:
-        """The operations stack's outputs; Missing when the stack is not there."""
+    def stack(self) -> dict:
+        """The operations stack as CloudFormation describes it; Missing when absent."""
         try:
-            stack = self.client("cloudformation").describe_stacks(
+            return self.client("cloudformation").describe_stacks(
                 StackName=self.stage.stack)["Stacks"][0]
         except ClientError as error:
             if "does not exist" in error.response.get("Error", {}).get("Message", ""):
                 raise Missing(f"no operations stack {self.stage.stack}") from error
             raise
-        return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+    @property
+    def outputs(self) -> dict:
+        return {o["OutputKey"]: o["OutputValue"] for o in self.stack.get("Outputs", [])}
 
     def output(self, key: str) -> str:
         """One output of the operations stack."""
