@@ -73,6 +73,20 @@ deploy update: $(STAMP)
 		--parameter-overrides FunctionDeployed=yes --no-fail-on-empty-changeset
 	$(DOCTOR) $(STAGE)
 
+## Is a deployed stage healthy? One line per check, pass or the command that fixes it;
+## fails on any failure. Reads the live stage with your credentials, changes nothing.
+.PHONY: doctor
+doctor: $(STAMP)
+	$(BIN)/python -m deploy.doctor $(STAGE)
+
+## One real-AWS run per release, with your credentials, from a clean committed tree
+## (about 10 minutes and a cent): deploys a throwaway stage, runs the doctor, the form
+## for SES's mailbox simulator, the bounce and complaint back through SNS, and the job,
+## then removes everything it made, even after a failure (README, Deploy).
+.PHONY: smoke
+smoke: $(STAMP) translations
+	$(BIN)/python -m deploy.smoke
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 

@@ -1,0 +1,7 @@
+"""``python -m deploy.smoke``: see deploy/smoke/__init__.py."""
+
+import sys
+
+from deploy.smoke import main
+
+sys.exit(main())
