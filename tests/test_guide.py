@@ -278,3 +278,61 @@ def test_the_written_request_page_explains_a_bad_number_in_the_page_language(cli
     text = page.get_data(as_text=True)
     assert page.status_code == 400 and "Введите имя так, как оно написано в паспорте." in text
     assert stored_requests(table) == []
+
+
+# ------------------------------------------------------------------ issue 18: proof
+
+@pytest.mark.parametrize("evidence", [(), ("bill",), ("call", "phone", "bill")],
+                         ids=["none", "bill", "all-but-written"])
+def test_cancelled_without_proof_asks_again_bounded_like_reminders(evidence):
+    now = datetime(2026, 9, 18, 6, tzinfo=UTC)
+    progress = Progress(status=policy.OPEN, next_kind=policy.REMINDER)
+    for round_ in range(Rules().max_reminders):
+        progress = policy.after_answer(progress, "cancelled", now=now, evidence=evidence)
+        assert progress.status == policy.OPEN and progress.next_kind == policy.ASK_AGAIN
+        assert progress.reminders == round_ + 1
+    progress = policy.after_answer(progress, "cancelled", now=now, evidence=evidence)
+    assert progress.status == policy.NO_ANSWER and progress.closed
+
+
+def test_cancelled_with_the_written_confirmation_verifies():
+    now = datetime(2026, 9, 18, 6, tzinfo=UTC)
+    progress = Progress(status=policy.OPEN, next_kind=policy.REMINDER)
+    done = policy.after_answer(progress, "cancelled", now=now, evidence=("bill", "written"))
+    assert done.status == policy.VERIFIED and done.closed
+
+
+def test_cancelled_without_proof_before_the_first_check_keeps_the_check_coming():
+    now = datetime(2026, 9, 15, 6, tzinfo=UTC)
+    due = datetime(2026, 9, 18, 5, tzinfo=UTC)
+    waiting = Progress(status=policy.OPEN, next_kind=policy.CHECK, due_at=due)
+    assert policy.after_answer(waiting, "cancelled", now=now, evidence=("bill",)) == waiting
+
+
+def test_a_cancelled_answer_without_proof_is_recorded_and_leads_to_the_not_sure_path(
+        client, runner, outbox, table, clock):
+    check_path = checked(client, runner, outbox)
+    clock.now = datetime(2026, 9, 18, 6, tzinfo=UTC)
+    assert post_answer(client, check_path, "cancelled", evidence=["bill"]).status_code == 303
+    [item] = stored_requests(table)
+    assert item["status"] == "open" and item["next_kind"] == "ask_again"
+    assert item["evidence"] == ["bill"]
+    assert item["history"][-1]["what"] == "answer:cancelled:bill"
+    page = text_of(client.get(check_path).get_data(as_text=True))
+    assert "We will ask you again on" in page
+    # The written confirmation arrives: the same button, now with proof, is not a repeat.
+    assert post_answer(client, check_path, "cancelled", evidence=["written"]).status_code == 303
+    [item] = stored_requests(table)
+    assert item["status"] == "verified" and item["evidence"] == ["written"]
+
+
+def test_a_cancelled_answer_with_nothing_ticked_is_not_a_confirmation(
+        client, runner, outbox, table, clock):
+    check_path = checked(client, runner, outbox)
+    clock.now = datetime(2026, 9, 18, 6, tzinfo=UTC)
+    post_answer(client, check_path, "cancelled")
+    [item] = stored_requests(table)
+    assert item["status"] == "open" and item["next_kind"] == "ask_again"
+    assert item["history"][-1]["what"] == "answer:cancelled"
+    assert run_job(runner, "2026-09-22T06:00:00Z")["sent"] == 1  # asked again
+    assert "check again" in outbox()[-1]["subject"]

@@ -13,12 +13,17 @@ def run_job(runner, at: str) -> dict:
     return json.loads(result.output)
 
 
-def answer(client, check_path: str, reply: str):
+def answer(client, check_path: str, reply: str, evidence=None):
+    """Press an answer button; "cancelled" comes with the operator's written confirmation
+    (the only proof that closes a request) unless ``evidence`` says otherwise."""
     page = client.get(check_path)
     assert page.status_code == 200
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"',
                       page.get_data(as_text=True)).group(1)
-    return client.post(check_path, data={"csrf_token": token, "answer": reply})
+    if evidence is None:
+        evidence = ["written"] if reply == "cancelled" else []
+    return client.post(check_path, data={"csrf_token": token, "answer": reply,
+                                         "evidence": list(evidence)})
 
 
 def test_journey_to_verified(client, runner, outbox, table):
