@@ -45,7 +45,8 @@ def test_journey_to_verified(client, runner, outbox, table):
     response = answer(client, check_path, "cancelled")
     assert response.status_code == 303
     page = client.get(check_path).get_data(as_text=True)
-    assert "Verified" in page and "Remove Cellular Plan" in page and "Erase downloaded SIMs" in page
+    assert "you told us the number is terminated" in page and "Remove Cellular Plan" in page
+    assert "Erase downloaded SIMs" in page
 
     assert run_job(runner, "2026-09-30T08:00:00Z")["sent"] == 0
     [item] = stored_requests(table)
@@ -73,7 +74,8 @@ def test_journey_still_active_escalates_and_rechecks(client, runner, outbox, clo
     assert "again" in recheck["subject"]
     clock.now = datetime(2026, 9, 22, 7, 0, tzinfo=timezone.utc)
     answer(client, local_path(link(recheck, "/check/")), "cancelled")
-    assert "Verified" in client.get(check_path).get_data(as_text=True)
+    assert "you told us the number is terminated" in client.get(check_path).get_data(
+        as_text=True)
 
 
 def test_no_answer_gets_two_reminders_then_nothing(client, runner, outbox):
