@@ -483,6 +483,7 @@ def test_the_check_page_names_what_proves_termination_and_what_only_shows_it_off
     for code in OPERATOR_PHONES:
         page = visible(client.get(scene_pages[code, "check-open"]).get_data(as_text=True))
         assert "Proves that the number is terminated" in page
+        assert "müqaviləyə xitam verildi" in page and "dayandırıldı" in page  # the words
         assert "Shows only that the line is off (a suspended line looks the same)" in page
         assert "international call" in page and "turn mobile data off for it" in page
         assert "AZN" in page or code == "bakcell"  # the sourced price of a balance query
