@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 LANGUAGES = ("en", "zh", "az", "ru")
 CHANNELS = ("call", "sms", "online", "store")
-CONTACT_KINDS = ("phone", "email", "app", "web", "office")
+CONTACT_KINDS = ("phone", "email", "chat", "app", "web", "post", "office")
 # 102 is the police and 900 has no source: neither may ever be shown as an operator's number.
 FORBIDDEN_NUMBERS = {"102", "900"}
 FOLLOWUP_DEFAULTS = dict(
@@ -115,6 +115,33 @@ class Operator:
     def steps_for(self, channel: str) -> Channel | None:
         """Return how to cancel through `channel`, or None ("not_yet", or not described)."""
         return self.termination.get(channel)
+
+    @property
+    def route(self) -> tuple[Fact, ...]:
+        """What works from abroad that a source supports, in the order to try it."""
+        return tuple(fact for fact in self.abroad if fact.checked)
+
+    @property
+    def in_country(self) -> Fact | None:
+        """The first sourced step in Azerbaijan: at an office, else by phone."""
+        return next((step for name in ("store", "call") if name in self.termination
+                     for step in self.termination[name].steps if step.checked), None)
+
+    def unconfirmed(self, channel: Channel | None = None) -> tuple[Fact, ...]:
+        """Every unsourced fact a page about this operator would otherwise state, once.
+
+        Pages never state these as facts: they list them in one block, "what we could
+        not confirm" (issue 18). With a channel, only that channel's steps count.
+        """
+        channels = [channel] if channel else list(self.termination.values())
+        steps = tuple(step for ch in channels for step in ch.steps)
+        facts = self.abroad + steps + self.documents + self.balance + self.caveats
+        seen, found = set(), []
+        for fact in facts:
+            if not fact.checked and fact.text["en"] not in seen:
+                seen.add(fact.text["en"])
+                found.append(fact)
+        return tuple(found)
 
 
 def _source(raw: dict, where: str) -> dict:

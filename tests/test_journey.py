@@ -13,12 +13,17 @@ def run_job(runner, at: str) -> dict:
     return json.loads(result.output)
 
 
-def answer(client, check_path: str, reply: str):
+def answer(client, check_path: str, reply: str, evidence=None):
+    """Press an answer button; "cancelled" comes with the operator's written confirmation
+    (the only proof that closes a request) unless ``evidence`` says otherwise."""
     page = client.get(check_path)
     assert page.status_code == 200
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"',
                       page.get_data(as_text=True)).group(1)
-    return client.post(check_path, data={"csrf_token": token, "answer": reply})
+    if evidence is None:
+        evidence = ["written"] if reply == "cancelled" else []
+    return client.post(check_path, data={"csrf_token": token, "answer": reply,
+                                         "evidence": list(evidence)})
 
 
 def test_journey_to_verified(client, runner, outbox, table):
@@ -40,7 +45,8 @@ def test_journey_to_verified(client, runner, outbox, table):
     response = answer(client, check_path, "cancelled")
     assert response.status_code == 303
     page = client.get(check_path).get_data(as_text=True)
-    assert "Verified" in page and "Remove Cellular Plan" in page and "Erase downloaded SIMs" in page
+    assert "you told us the number is terminated" in page and "Remove Cellular Plan" in page
+    assert "Erase downloaded SIMs" in page
 
     assert run_job(runner, "2026-09-30T08:00:00Z")["sent"] == 0
     [item] = stored_requests(table)
@@ -68,7 +74,8 @@ def test_journey_still_active_escalates_and_rechecks(client, runner, outbox, clo
     assert "again" in recheck["subject"]
     clock.now = datetime(2026, 9, 22, 7, 0, tzinfo=timezone.utc)
     answer(client, local_path(link(recheck, "/check/")), "cancelled")
-    assert "Verified" in client.get(check_path).get_data(as_text=True)
+    assert "you told us the number is terminated" in client.get(check_path).get_data(
+        as_text=True)
 
 
 def test_no_answer_gets_two_reminders_then_nothing(client, runner, outbox):

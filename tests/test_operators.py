@@ -78,7 +78,7 @@ def test_real_contact_numbers_are_present_and_sourced():
     azercell = {c.value: c for c in operators.get("azercell").contacts}
     bakcell = {c.value: c for c in operators.get("bakcell").contacts}
     assert azercell["*1111"].source == AZERCELL_HELP
-    assert azercell["*1111"].checked_on == datetime.date(2026, 11, 29)
+    assert azercell["*1111"].checked_on == REREAD_ON
     assert bakcell["555"].source == "https://www.bakcell.com/klass/az/klass/postpaid-5"
     assert bakcell["555"].checked
 
@@ -139,27 +139,36 @@ def test_every_language_keeps_numbers_urls_and_names_unchanged():
                         assert token in texts[lang], (op.code, where, lang, token)
 
 
-# Pages re-read with the search tool on 2026-11-29 (issue 10); each fact cites one of them.
+# Pages re-read with the search tool on 2026-12-04 (issue 18); each fact cites one of them.
+REREAD_ON = datetime.date(2026, 12, 4)
+AZERCELL_SUPPORT = "https://www.azercell.com/ru/personal/support/number-purchase-and-operations/"
 REREAD = {
-    "https://www.azercell.com/ru/personal/support/number-purchase-and-operations/"
-    "how-doi-deactivate-mynumber.html",
+    f"{AZERCELL_SUPPORT}how-doi-deactivate-mynumber.html",
     "https://www.azercell.com/az/personal/support/number-purchase-and-operations/"
     "in-which-casesis-phone-number-deactivated.html",
+    "https://azercell.com/az/personal/support/number-purchase-and-operations/"
+    "how-to-transfer-mobile-number-from-postpaid-to-prepaid.html",
     AZERCELL_HELP,
-    "https://www.azercell.com/en/personal/plans-and-services/services-and-options/"
+    "https://www.azercell.com/en/contacts/subcomp/",
+    "https://www.azercell.com/en/personal/help/complaint-handling.html",
+    "https://azercell.com/en/personal/plans-and-services/services-and-options/"
     "payment-and-balance/balance-info.html",
-    "https://azercell.com/en/personal/plans-and-services/mobile-tariffs/tariffs-archive/"
-    "gencol.html",
+    "https://www.azercell.com/en/about-us/press-releases/news/"
+    "azercell-abuncilrinin-nzrin-danisiq-kartlari.html",
+    "https://www.azercell.com/en/about-us/press-releases/news/2.8.-ci-madd.html",
+    "https://azercell.com/en/personal/campaigns/10gb-15-azn.html",
     "https://www.azercell.com/en/news/2007/11/5871/",
     "https://www.bakcell.com/klass/az/klass/postpaid-5",
+    "https://www.bakcell.com/en/prices-and-countries",
+    "https://www.bakcell.com/terms-conditions",
+    "https://www.bakcell.com/news/Bakcell-abunechileri-diqqetine",
+    "https://ru.echo.az/?p=3813",
+    "https://avtosfer.az/news/80439",
     "https://www.nar.az/en/senin-ucun/nar-plus",
+    "https://plus.nar.az/customer/account/create?___store=en",
+    "https://www.nar.az/en/serfeli-3500/",
+    "https://en.trend.az/business/it/1347452.html",
 }
-
-
-# Facts kept from DOMAIN.md with their first reading: the police caveat's news page, and
-# Nar+'s own address (no stored copy of it was found to re-read).
-KEPT = {"https://avtosfer.az/news/80439": datetime.date(2026, 11, 24),
-        "https://plus.nar.az": datetime.date(2026, 11, 24)}
 
 
 def test_every_fact_cites_an_exact_page_reread_on_its_checked_on_date():
@@ -167,31 +176,48 @@ def test_every_fact_cites_an_exact_page_reread_on_its_checked_on_date():
         for where, record, _ in all_facts(op):
             if not record.checked:
                 continue
-            if record.source in KEPT:
-                assert record.checked_on == KEPT[record.source], (op.code, where)
-                continue
             assert record.source in REREAD, (op.code, where, record.source)
-            assert record.checked_on == datetime.date(2026, 11, 29), (op.code, where)
+            assert record.checked_on == REREAD_ON, (op.code, where)
             path = record.source.split("://", 1)[1].partition("/")[2]
             assert path.strip("/"), (op.code, where, "a homepage is not a source")
 
 
-def test_azercell_asks_for_permanent_termination_and_says_a_call_may_only_suspend():
+def test_every_operator_has_a_sourced_route_from_abroad_first():
+    for op in operators.OPERATORS.values():
+        assert op.route and op.route[0] == op.abroad[0] and op.route[0].checked, op.code
+    # What no operator can refuse: a prepaid number left without top-ups lapses.
+    assert "stop topping up" in operators.get("bakcell").route[0].t("en")
+    assert "stop topping up" in operators.get("nar").route[0].t("en")
+    assert any("stop topping up" in f.t("en") for f in operators.get("azercell").route)
+
+
+def test_unsourced_facts_are_never_the_route_and_always_reach_the_block():
+    for op in operators.OPERATORS.values():
+        unconfirmed = op.unconfirmed()
+        assert all(not fact.checked for fact in unconfirmed)
+        for fact in op.abroad + op.caveats:
+            assert fact.checked or fact in unconfirmed, (op.code, fact.t("en"))
+
+
+def test_azercell_asks_to_end_the_contract_and_says_a_call_closes_only_for_a_short_time():
     azercell = operators.get("azercell")
     call = " ".join(step.t("en") for step in azercell.steps_for("call").steps)
-    assert "only suspend" in call and "written application" in call
+    assert "only for a short time" in call and "written application" in call
     assert azercell.steps_for("call").source.endswith("how-doi-deactivate-mynumber.html")
     for channel in ("online", "store"):
-        assert "permanently" in azercell.steps_for(channel).steps[0].t("en")
+        assert "contract to be terminated" in azercell.steps_for(channel).steps[0].t("en")
+    # The written route is a long-term closure that Azercell re-opens on request: said.
+    online = azercell.steps_for("online").steps[1]
+    assert "short time" in online.t("en") and online.source == AZERCELL_HELP
     assert [c.value for c in azercell.written] == [
         "customercare@azercell.com", "musterixidmetleri@azercell.com"]
 
 
 def test_bakcell_never_tells_a_traveller_abroad_to_call():
     bakcell = operators.get("bakcell")
-    abroad = " ".join(fact.t("en") for fact in bakcell.abroad)
-    assert "cannot call 555" in abroad and not bakcell.written
-    assert not any(fact.checked for fact in bakcell.abroad)  # its page was not re-read
+    roaming = next(f for f in bakcell.abroad if "cannot call 555" in f.t("en"))
+    assert roaming.checked and roaming.source == "https://www.bakcell.com/en/prices-and-countries"
+    assert not bakcell.written
 
 
 def test_unverified_facts_are_flagged_unchecked():
@@ -260,26 +286,27 @@ def test_guess_operator_gives_none_for_unknown_prefix(number):
     [
         (
             "bakcell.toml",
-            'source = "https://www.bakcell.com/klass/az/klass/postpaid-5"\n'
-            'checked_on = 2026-11-29\n',
+            'source = "https://www.bakcell.com/terms-conditions"\n'
+            'checked_on = 2026-12-04\n',
             "",
             "contacts[0]: missing source",
         ),
         ("nar.toml", 'code = "nar"', 'code = "azerfon"', "must equal the file name"),
-        ("bakcell.toml", 'value = "555"', 'value = "102"', "contacts[0]"),
-        ("azercell.toml", 'value = "*1111"', 'value = "900"', "contacts[0]"),
+        ("bakcell.toml", 'value = "555"', 'value = "102"', "contacts[1]"),
+        ("azercell.toml", 'value = "*1111"', 'value = "900"', "contacts[3]"),
         ("nar.toml", "[termination.sms]", "[termination.fax]", "unknown channel 'fax'"),
         ("nar.toml", 'label = { en = "Nar+', 'label = { de = "Nar+', "lacks en"),
         ("azercell.toml", 'name = "Azercell"\n', "", "missing required key 'name'"),
         ("azercell.toml", "days = 3", "days = 0", "processing_days"),
         ("azercell.toml", "days = 3", 'days = "3"', "processing_days"),
-        ("bakcell.toml", 'escalation = ["555"', 'escalation = ["556"', "escalation[0]"),
+        ("bakcell.toml", 'escalation = ["Bakcell", "555"', 'escalation = ["Bakcell", "556"',
+         "escalation[1]"),
         ("nar.toml", 'numbers = ["70", "77"]\nchecked', 'numbers = ["55", "70", "77"]\nchecked',
          "prefix 55"),
         (
             "nar.toml",
-            'text = { en = "Your passport.',
-            'source = "https://nar.az"\ntext = { en = "Your passport.',
+            'text = { en = "Processing takes',
+            'source = "https://nar.az"\ntext = { en = "Processing takes',
             "checked=false must not carry a source",
         ),
     ],

@@ -108,7 +108,8 @@ def test_two_reminders_two_working_days_apart_then_silence():
 
 def test_cancelled_answer_verifies_and_stops_reminders():
     progress = _send(Progress(next_kind=policy.CHECK), at(2026, 9, 16, 5))
-    done = policy.after_answer(progress, "cancelled", now=at(2026, 9, 17, 5))
+    done = policy.after_answer(progress, "cancelled", now=at(2026, 9, 17, 5),
+                               evidence=("written",))
     assert done.status == policy.VERIFIED and done.closed
 
 
@@ -132,7 +133,8 @@ def test_still_active_escalates_at_once_then_rechecks_at_most_three_times():
 
 def test_no_answer_request_can_still_be_answered_but_verified_cannot():
     closed = Progress(status=policy.NO_ANSWER, next_kind=None)
-    assert policy.after_answer(closed, "cancelled", now=at(2026, 9, 30)).status == "verified"
+    assert policy.after_answer(closed, "cancelled", now=at(2026, 9, 30),
+                               evidence=("written",)).status == "verified"
     with pytest.raises(ValueError):
         policy.after_answer(Progress(status=policy.VERIFIED, next_kind=None), "still_active",
                             now=at(2026, 9, 30))

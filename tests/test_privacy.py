@@ -64,7 +64,9 @@ def run_job(runner, at: str) -> dict:
 
 def answer(client, check_path: str, reply: str):
     token = csrf(client.get(check_path))
-    assert client.post(check_path, data={"csrf_token": token, "answer": reply}).status_code == 303
+    evidence = ["written"] if reply == "cancelled" else []  # proof: closes the request
+    assert client.post(check_path, data={"csrf_token": token, "answer": reply,
+                                         "evidence": evidence}).status_code == 303
 
 
 def requests_in(table) -> list[dict]:

@@ -419,7 +419,7 @@ def test_counters_that_cannot_be_read_leave_the_default_and_the_receipt_goes_onc
 
 # ── Confirmations that do not wait for the check email ───────────────────────────────
 
-def _confirm_from_the_receipt(client, outbox, email: str, evidence: str = "bill"):
+def _confirm_from_the_receipt(client, outbox, email: str, evidence: str = "written"):
     """Submit a request asked on Mon 14 Sep and answer "cancelled" from its receipt."""
     assert submit(client, email=email, requested_on="2026-09-14").status_code == 303
     check = local_path(link(outbox()[-1], "/check/"))
@@ -437,7 +437,7 @@ def test_a_confirmation_before_the_check_email_is_counted_with_its_working_days(
     [request] = stored_requests(table)
     assert request["status"] == "verified"
     assert counters(table) == {"requests": 1, "answers_cancelled": 1, "first_cancelled": 1,
-                               "days_cancelled_1": 1, "evidence_bill": 1}
+                               "days_cancelled_1": 1, "evidence_written": 1}
 
 
 def test_ten_early_confirmations_move_the_measured_p80_below_the_default(

@@ -51,6 +51,22 @@ def links(request: Request) -> dict[str, str]:
     return urls
 
 
+def next_step(operator, found: Request) -> tuple[bool, operators.Fact | None]:
+    """Where the traveller seems to be (their browser's time zone) and the step to show
+    first: what works from abroad, or in Azerbaijan; for a request already made by
+    phone where a written route exists, that the call may only have closed the line."""
+    abroad = found.timezone != "Asia/Baku"
+    if found.progress.status == policy.NOT_ASKED:
+        route = operator.route
+        first = (route[0] if abroad and route else operator.in_country
+                 or (route[0] if route else None))
+        return abroad, first
+    channel = operator.steps_for(found.channel)
+    if found.channel == "call" and operator.written and channel and channel.steps[0].checked:
+        return abroad, channel.steps[0]
+    return abroad, None
+
+
 def template_for(request: Request) -> str:
     """Which email the pending one is: the receipt becomes the steps or the reseller's."""
     kind = request.progress.next_kind
@@ -71,8 +87,10 @@ def compose(request: Request) -> Message:
     measured = (current_app.extensions["stats"].measured(
         request.operator, request.channel, request.created_at)
         if template == policy.RECEIPT else None)
+    abroad, first_step = next_step(operator, request)
     return _render(template, request, SUBJECTS[template],
                    channel=operator.steps_for(request.channel),
+                   abroad=abroad, first_step=first_step,
                    first_check=i18n.format_moment(first_check, request.timezone, request.lang),
                    plan_ends=(i18n.format_day(request.plan_ends_on, request.lang)
                               if request.plan_ends_on else None),

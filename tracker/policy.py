@@ -239,19 +239,27 @@ def answers_taken(progress: Progress, history: Iterable[str]) -> tuple[str, ...]
 
 
 def after_answer(progress: Progress, answer: str, *, now: datetime,
-                 rules: Rules = Rules(), tz: ZoneInfo = BAKU) -> Progress:
+                 rules: Rules = Rules(), tz: ZoneInfo = BAKU,
+                 evidence: Iterable[str] = ()) -> Progress:
     """Apply the traveller's answer; escalation contacts go out at once.
 
     "not_sure" asks again ``reminder_gap_days`` later; each ask counts as a reminder,
-    so a round holds at most ``max_reminders`` of them, whatever their mix.
+    so a round holds at most ``max_reminders`` of them, whatever their mix. A
+    "cancelled" answer whose ``evidence`` does not prove termination (none ticked, or
+    only a call, the phone's message or the bill: a suspended line shows them too) is
+    not a confirmation: it takes the "not_sure" path, or, before the first check email,
+    leaves that email to ask (issue 18).
     """
     if answer not in ANSWERS:
         raise ValueError(f"unknown answer {answer!r}")
     if progress.status not in ANSWERABLE:
         raise ValueError(f"request is {progress.status}, it takes no answer")
-    if answer == "cancelled":
+    if answer == "cancelled" and proves_termination(evidence):
         return dataclasses.replace(progress, status=VERIFIED, next_kind=None, due_at=None)
-    if answer == "not_sure":
+    if answer == "cancelled" and progress.status == OPEN and progress.next_kind in (
+            RECEIPT, CHECK):
+        return progress  # the first check email is still to come, and asks anyway
+    if answer in ("cancelled", "not_sure"):
         if progress.reminders >= rules.max_reminders:
             return dataclasses.replace(progress, status=NO_ANSWER, next_kind=None, due_at=None)
         return dataclasses.replace(

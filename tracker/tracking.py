@@ -76,17 +76,24 @@ def send_at_once(postman: Postman, request: Request, *, owner: str, now: datetim
     return outcome
 
 
-def repeats_last_answer(request: Request, reply: str) -> bool:
+def answer_entry(reply: str, evidence: Sequence[str] = ()) -> str:
+    """The timeline entry of an answer: ``answer:cancelled:bill+written``."""
+    return f"answer:{reply}" + (f":{'+'.join(evidence)}" if evidence else "")
+
+
+def repeats_last_answer(request: Request, reply: str, evidence: Sequence[str] = ()) -> bool:
     """Tell whether ``reply`` is the answer already given to the question now asked.
 
     Every email asks the question (again) but those sent at once in reply to the
     traveller (``followups.ANY_HOUR``: the receipt, the escalation), so whatever the
     answers and email kinds, the same answer stays "the same" until the next one is out.
+    A "cancelled" answer with other evidence (the written confirmation has come since an
+    unproven one) is a new answer.
     """
     for event in reversed(request.history):
         kind, _, detail = event.what.partition(":")
         if kind == "answer":
-            return detail.partition(":")[0] == reply  # "cancelled:bill+written"
+            return event.what == answer_entry(reply, evidence)
         if kind == "sent" and detail.split("-")[0] not in ANY_HOUR:
             return False  # asked again since the last answer
     return False
@@ -98,6 +105,7 @@ def answer(postman: Postman, request: Request, reply: str, *, now: datetime,
 
     ``evidence`` (policy.EVIDENCE values) says what a "cancelled" answer rests on; it is
     kept on the request and in the timeline entry (``answer:cancelled:bill+written``).
+    Without proof (policy.proves_termination) the answer asks again, like "not_sure".
     The same answer to the same question (a double tap, a re-sent form) is recorded once
     and sends nothing more: False then. Raises Conflict when the request changed since
     it was read; read it again and call again. Raises TooEarly, recording nothing, for
@@ -105,14 +113,14 @@ def answer(postman: Postman, request: Request, reply: str, *, now: datetime,
     """
     if reply not in policy.answers_taken(request.progress, [e.what for e in request.history]):
         raise TooEarly(reply)
-    if repeats_last_answer(request, reply):
+    evidence = sorted(set(evidence) & set(policy.EVIDENCE)) if reply == "cancelled" else []
+    if repeats_last_answer(request, reply, evidence):
         log.info("repeated answer ignored", extra={"request": request.id})
         return False
     progress = policy.after_answer(request.progress, reply, now=now,
                                    rules=postman.rules_for(request.operator),
-                                   tz=ZoneInfo(request.timezone))
-    evidence = sorted(set(evidence) & set(policy.EVIDENCE)) if reply == "cancelled" else []
-    what = f"answer:{reply}" + (f":{'+'.join(evidence)}" if evidence else "")
+                                   tz=ZoneInfo(request.timezone), evidence=evidence)
+    what = answer_entry(reply, evidence)
     counts = stats.answer_counts(request, reply, evidence=evidence, now=now)
     if not postman.store.save(request, progress, what=what, now=now,
                               extra={"evidence": evidence} if evidence else None,

@@ -26,7 +26,7 @@ from wtforms.validators import ValidationError
 
 import operators
 from tracker import config, i18n, limits, policy, stats, tokens, tracking
-from tracker.emails import compose_fresh_links, links
+from tracker.emails import compose_fresh_links, links, next_step
 from tracker.forms import RequestForm, WrittenRequestForm
 from tracker.model import Request
 from tracker.store import OverLimit, StoreError, Suppressed
@@ -394,7 +394,9 @@ def _page_context(found: Request, token: str) -> dict:
     history_whats = [e.what for e in found.history]
     early = policy.before_first_check(found.progress, history_whats)
     check_due = found.progress.due_at if found.progress.next_kind == policy.CHECK else None
+    abroad, first_step = next_step(operator, found)
     return dict(
+        abroad=abroad, first_step=first_step,
         check_token=tokens.make(current_app.config["SECRET_KEY"], "check", found.id),
         last_answer=next((w for w in reversed(history_whats) if w.startswith("answer:")),
                          None),

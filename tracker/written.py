@@ -10,13 +10,15 @@ from datetime import date
 from urllib.parse import quote
 
 # The operator reads Azerbaijani; English follows so the traveller knows what they send.
-# It asks for permanent termination, not a block, and for a written confirmation: that
-# reply is the strongest evidence the check page accepts.
+# It asks for the contract to be terminated ("müqaviləyə xitam"), not the line closed
+# ("bağlanma", which Azercell re-opens on request), and for a written confirmation: the
+# only evidence that proves termination (policy.PROOF).
 _BODY = """Hörmətli {operator},
 
-Xahiş edirəm, {number} nömrəsini həmişəlik ləğv edəsiniz və müqaviləyə xitam verəsiniz. \
-Müvəqqəti bağlanma istəmirəm. Pasportumun surəti əlavə olunur. Ləğvi yazılı şəkildə \
-təsdiq etməyinizi xahiş edirəm.
+Xahiş edirəm, {number} nömrəsi üzrə abunə müqaviləsinə xitam verəsiniz və nömrəni ləğv \
+edəsiniz. Nömrənin müvəqqəti bağlanmasını və ya dayandırılmasını istəmirəm. Pasportumun \
+surəti əlavə olunur. Müqaviləyə xitam verildiyini yazılı şəkildə təsdiq etməyinizi və \
+balansda qalan vəsaitin qaytarılıb-qaytarılmayacağını bildirməyinizi xahiş edirəm.
 
 Ad, soyad (pasportda olduğu kimi): {name}
 Tarix: {day}
@@ -25,9 +27,10 @@ Tarix: {day}
 
 Dear {operator},
 
-Please terminate the number {number} permanently and end its contract. I do not want a \
-temporary suspension. A copy of my passport is attached. Please confirm the termination \
-in writing.
+Please terminate the subscription contract for the number {number} and cancel the \
+number. I do not want it closed or suspended for a while. A copy of my passport is \
+attached. Please confirm in writing that the contract is terminated, and tell me whether \
+the remaining balance can be refunded.
 
 Name (as in my passport): {name}
 Date: {day}

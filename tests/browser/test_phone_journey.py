@@ -83,7 +83,7 @@ def test_traveller_fixes_a_bad_number_then_confirms_the_line_is_cancelled(
     page.locator('input[name="evidence"][value="written"]').check()
     page.get_by_role("button", name=t("Yes, it is terminated")).click()
     page.wait_for_url("**/check/**")
-    assert page.locator("h1").inner_text() == t("Verified: your number is terminated")
+    assert page.locator("h1").inner_text() == t("Thanks: you told us the number is terminated")
     guidance = page.locator("#remove-profile")
     assert guidance.get_by_role("heading").inner_text() == t("Now remove the right eSIM profile")
     assert t('Never use "Erase downloaded SIMs", "Reset eSIM" or "Erase All Content and '

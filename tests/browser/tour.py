@@ -68,9 +68,10 @@ def _submit(client, lang: str, email: str, **changes) -> str:
     return response.headers["Location"]
 
 
-def _answer(client, check_path: str, reply: str) -> None:
+def _answer(client, check_path: str, reply: str, evidence: tuple[str, ...] = ()) -> None:
     token = csrf_token(client, check_path)
-    response = client.post(check_path, data={"csrf_token": token, "answer": reply})
+    response = client.post(check_path, data={"csrf_token": token, "answer": reply,
+                                             "evidence": list(evidence)})
     assert response.status_code == 303
 
 
@@ -106,7 +107,7 @@ def set_the_scene(app, clock, lang: str, sent_emails) -> dict[str, str]:
     check_path = {state: link(m, "check") for state, m in checks.items()}
     clock.now = ANSWERED
     _answer(client, check_path["still"], "still_active")
-    _answer(client, check_path["verified"], "cancelled")
+    _answer(client, check_path["verified"], "cancelled", ("written",))
     _answer(client, check_path["unsure"], "not_sure")
     not_asked = _submit(client, lang, f"not-asked-{lang}@example.com", channel="not_yet")
     early_to = f"early-{lang}@example.com"
