@@ -491,6 +491,21 @@ class Store:
             raise StoreError("put_item of suppression failed") from exc
 
     @_unreachable_is_unavailable
+    def suppression(self, address: str) -> str | None:
+        """Why ``address`` must not be mailed (``bounce``, ``complaint``), or None.
+
+        The job reads it inside ``confirm``; this is for maintainers' tools (make smoke).
+        """
+        if not self.address_key:
+            return None
+        try:
+            item = self.table.get_item(Key={"pk": self.address_key(address)},
+                                       ConsistentRead=True).get("Item")
+        except errors.ClientError as exc:
+            raise StoreError("get_item of suppression failed") from exc
+        return item["reason"] if item else None
+
+    @_unreachable_is_unavailable
     def requests_to(self, addr_key: str) -> list[str]:
         """The ids of every stored request to the address with this key."""
         return [item["id"] for item in self._query(
