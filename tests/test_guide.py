@@ -16,8 +16,9 @@ UTC = timezone.utc
 
 def post_answer(client, check_path, reply, evidence=()):
     token = csrf_token(client, check_path)
+    # As the check page posts it: with its proof question's hidden field.
     return client.post(check_path, data={"csrf_token": token, "answer": reply,
-                                         "evidence": list(evidence)})
+                                         "evidence": list(evidence), "proof_asked": "1"})
 
 
 def checked(client, runner, outbox, **changes) -> str:
@@ -320,6 +321,31 @@ def test_a_cancelled_answer_with_nothing_ticked_is_not_a_confirmation(
     assert item["history"][-1]["what"] == "answer:cancelled"
     assert run_job(runner, "2026-09-22T06:00:00Z")["sent"] == 1  # asked again
     assert "check again" in outbox()[-1]["subject"]
+
+
+@pytest.mark.parametrize("evidence", [(), ("bill",)], ids=["none", "bill"])
+def test_a_client_that_never_asks_for_proof_keeps_the_contracts_cancelled_verifies(
+        client, runner, outbox, table, clock, evidence):
+    # CONTRACT.md: "cancelled: the request is verified; no more mail", with an unproven
+    # answer left out of the figures. Only the check page puts the proof question.
+    check_path = checked(client, runner, outbox)
+    clock.now = datetime(2026, 9, 18, 6, tzinfo=UTC)
+    token = csrf_token(client, check_path)
+    assert client.post(check_path, data={"csrf_token": token, "answer": "cancelled",
+                                         "evidence": list(evidence)}).status_code == 303
+    [item] = stored_requests(table)
+    assert item["status"] == "verified" and item.get("next_kind") is None
+    assert item["history"][-1]["what"] == "answer:cancelled" + (
+        ":bill" if evidence else "")
+    sent = len(outbox())
+    assert run_job(runner, "2026-09-30T06:00:00Z")["sent"] == 0
+    assert len(outbox()) == sent
+
+
+def test_the_check_page_puts_the_proof_question(client, runner, outbox):
+    page = client.get(checked(client, runner, outbox)).get_data(as_text=True)
+    form = page[page.index('name="answer"') - 3000:page.index('name="answer"')]
+    assert '<input type="hidden" name="proof_asked" value="1">' in form
 
 
 # ------------------------------------------------------------------ issue 18: every page

@@ -240,7 +240,7 @@ def answers_taken(progress: Progress, history: Iterable[str]) -> tuple[str, ...]
 
 def after_answer(progress: Progress, answer: str, *, now: datetime,
                  rules: Rules = Rules(), tz: ZoneInfo = BAKU,
-                 evidence: Iterable[str] = ()) -> Progress:
+                 evidence: Iterable[str] = (), proof_asked: bool = True) -> Progress:
     """Apply the traveller's answer; escalation contacts go out at once.
 
     "not_sure" asks again ``reminder_gap_days`` later; each ask counts as a reminder,
@@ -248,13 +248,15 @@ def after_answer(progress: Progress, answer: str, *, now: datetime,
     "cancelled" answer whose ``evidence`` does not prove termination (none ticked, or
     only a call, the phone's message or the bill: a suspended line shows them too) is
     not a confirmation: it takes the "not_sure" path, or, before the first check email,
-    leaves that email to ask (issue 18).
+    leaves that email to ask (issue 18). That holds where the traveller was asked for
+    proof (``proof_asked``: the check page); a client that never put the question gets
+    CONTRACT.md's rule, "cancelled" verifies, and stats.py does not count it as proven.
     """
     if answer not in ANSWERS:
         raise ValueError(f"unknown answer {answer!r}")
     if progress.status not in ANSWERABLE:
         raise ValueError(f"request is {progress.status}, it takes no answer")
-    if answer == "cancelled" and proves_termination(evidence):
+    if answer == "cancelled" and (proves_termination(evidence) or not proof_asked):
         return dataclasses.replace(progress, status=VERIFIED, next_kind=None, due_at=None)
     if answer == "cancelled" and progress.status == OPEN and progress.next_kind in (
             RECEIPT, CHECK):

@@ -100,12 +100,13 @@ def repeats_last_answer(request: Request, reply: str, evidence: Sequence[str] = 
 
 
 def answer(postman: Postman, request: Request, reply: str, *, now: datetime,
-           evidence: Sequence[str] = ()) -> bool:
+           evidence: Sequence[str] = (), proof_asked: bool = True) -> bool:
     """Record the traveller's answer; a line still active gets its escalation at once.
 
     ``evidence`` (policy.EVIDENCE values) says what a "cancelled" answer rests on; it is
     kept on the request and in the timeline entry (``answer:cancelled:bill+written``).
-    Without proof (policy.proves_termination) the answer asks again, like "not_sure".
+    Without proof (policy.proves_termination) the answer asks again, like "not_sure",
+    when the traveller was asked for proof (``proof_asked``, see policy.after_answer).
     The same answer to the same question (a double tap, a re-sent form) is recorded once
     and sends nothing more: False then. Raises Conflict when the request changed since
     it was read; read it again and call again. Raises TooEarly, recording nothing, for
@@ -119,7 +120,8 @@ def answer(postman: Postman, request: Request, reply: str, *, now: datetime,
         return False
     progress = policy.after_answer(request.progress, reply, now=now,
                                    rules=postman.rules_for(request.operator),
-                                   tz=ZoneInfo(request.timezone), evidence=evidence)
+                                   tz=ZoneInfo(request.timezone), evidence=evidence,
+                                   proof_asked=proof_asked)
     what = answer_entry(reply, evidence)
     counts = stats.answer_counts(request, reply, evidence=evidence, now=now)
     if not postman.store.save(request, progress, what=what, now=now,

@@ -164,7 +164,10 @@ def check(token: str):
             return render_template("check.html", **_page_context(found, token),
                                    form=answer_form, invalid=True), 400
         try:
-            _answer(found, reply, request.form.getlist("evidence"))
+            # The page asks for proof (its hidden proof_asked); a client that posts
+            # only CONTRACT.md's fields keeps the contract's "cancelled verifies".
+            _answer(found, reply, request.form.getlist("evidence"),
+                    proof_asked=bool(request.form.get("proof_asked")))
         except tracking.TooEarly:
             log.info("answer before the first check refused", extra={"request": found.id})
             return render_template("check.html", **_page_context(found, token),
@@ -212,14 +215,16 @@ def write(code: str):
     return render_template("write.html", operator=operator, form=form, draft=draft)
 
 
-def _answer(found: Request, reply: str, evidence: list[str] = ()) -> None:
+def _answer(found: Request, reply: str, evidence: list[str] = (), *,
+            proof_asked: bool = True) -> None:
     """Record the answer; if the job (or another tap) wrote meanwhile, read again and
     retry: a repeat of the answer just recorded is then recognised and changes nothing."""
     for _ in range(3):
         if found is None or found.progress.status not in policy.ANSWERABLE:
             return
         try:
-            tracking.answer(_postman(), found, reply, now=_now(), evidence=evidence)
+            tracking.answer(_postman(), found, reply, now=_now(), evidence=evidence,
+                            proof_asked=proof_asked)
             return
         except tracking.Conflict:
             found = _postman().store.get(found.id)
