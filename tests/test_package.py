@@ -39,9 +39,10 @@ FUNCTION = lambda_runner.function_name(STAGE)
 ADDRESS = "traveller@example.com"  # the address the sample bounce is about
 BAKU = ZoneInfo("Asia/Baku")
 # What the zip must hold of this repository's top level, and nothing else of it.
-# (__pycache__: the zip's root one holds app.py's and Zappa's handler.py's bytecode.)
-RUNTIME_FILES = {"app.py", "handlers", "tracker", "operators", "templates", "static",
-                 "translations", "__pycache__"}
+# (__pycache__: the zip's root one holds app.py's and Zappa's handler.py's bytecode;
+# templates ship compiled, in templates_compiled.)
+RUNTIME_FILES = {"app.py", "handlers", "tracker", "operators", "static", "translations",
+                 "__pycache__"}
 
 
 @pytest.fixture(scope="module")
@@ -201,6 +202,7 @@ def test_package_ships_bytecode_for_the_runtime_that_lambda_never_checks(package
         # Every module has its bytecode, Zappa's root handler.py included; Zappa adds
         # the settings module and empty __init__.py files (some in __pycache__) after.
         missing = [n for n in names if n.endswith(".py") and n != "zappa_settings.py"
+                   and not n.startswith("templates_compiled/")
                    and archive.getinfo(n).file_size and _pyc_of(n, tag) not in pycs]
         assert not missing, missing[:10]
         # No other Python's bytecode (the compiled templates' magic number says theirs).
@@ -211,10 +213,40 @@ def test_package_ships_bytecode_for_the_runtime_that_lambda_never_checks(package
         # zip's 1980 timestamps would make timestamp-based files stale at every start.
         flags = {int.from_bytes(archive.read(n)[4:8], "little") for n in pycs}
     assert flags == {0b01}
-    # The templates too, compiled to Python by the prebuild, then to bytecode.
-    compiled = {n for n in pycs if n.startswith("templates_compiled/")}
-    assert len(compiled) == len([n for n in names if n.startswith("templates/")
-                                 and n.endswith((".html", ".txt"))])
+    # Every template ships compiled to Python by the prebuild, instead of its source:
+    # as bytecode if the form's first answer loads it, else as Python.
+    from jinja2.loaders import ModuleLoader
+
+    templates = [str(t.relative_to(ROOT / "templates")) for t in (ROOT / "templates").rglob("*")
+                 if t.suffix in (".html", ".txt")
+                 and str(t.relative_to(ROOT)) not in prebuild.SANDBOX_ONLY]
+    shipped = {n.removeprefix("templates_compiled/").rsplit(".", 1)[0]
+               for n in names if n.startswith("templates_compiled/tmpl_")}
+    assert shipped == {ModuleLoader.get_module_filename(t)[:-3] for t in templates}
+    assert not [n for n in names if n.startswith("templates/")]
+    for first in ("base.html", "form.html", "error.html"):
+        assert f"templates_compiled/{ModuleLoader.get_module_filename(first)}c" in pycs
+
+
+def test_package_ships_no_bytecode_without_its_source_and_nothing_no_request_loads(package):
+    with zipfile.ZipFile(package) as archive:
+        names = set(archive.namelist())
+    # A .pyc in __pycache__ is loaded only beside its source: without one (Zappa's CLI,
+    # whose sources exclude_glob drops) it is dead weight.
+    orphans = [n for n in names if "/__pycache__/" in n and n.endswith(".pyc")
+               and _source_of(n) not in names]
+    assert not orphans, orphans
+    assert not [n for n in names if n.endswith(".dist-info/RECORD")]
+    # Werkzeug's debugger and demo app, Babel's catalog tools, market calendars: no
+    # request of the tracker loads them (tests/test_package.py's runs load none).
+    for never in ("zappa/cli.py", "zappa/core.py", "werkzeug/debug/", "werkzeug/testapp.py",
+                  "babel/messages/", "holidays/financial/nasdaq.py"):
+        assert not [n for n in names if n.startswith(never)], never
+
+
+def _source_of(pyc: str) -> str:
+    folder, _, name = pyc.rpartition("/__pycache__/")
+    return f"{folder}/{name.split('.')[0]}.py"
 
 
 def _pyc_of(module: str, tag: str) -> str:
