@@ -322,6 +322,20 @@ def test_packaged_process_loads_nothing_from_outside_the_package_and_runtime(pag
     assert pages.origins["flask"] == "package" and pages.origins["app"] == "package"
     assert pages.origins["boto3"] == "runtime"
     assert "elsewhere" not in pages.origins.values(), pages.origins
+    # The prebuild parsed the TOML files: a cold start pays for no TOML parser.
+    assert "tomllib" not in pages.origins
+
+
+def test_package_ships_its_toml_files_parsed(package):
+    import pickle
+    import tomllib
+
+    with zipfile.ZipFile(package) as archive:
+        tomls = [n for n in archive.namelist() if n.endswith(".toml")]
+        assert {"tracker/workdays.toml", "operators/azercell.toml"} <= set(tomls)
+        for name in tomls:
+            parsed = pickle.loads(archive.read(name + ".pickle"))
+            assert parsed == tomllib.loads(archive.read(name).decode()), name
 
 
 def test_lambda_gives_the_function_its_own_environment_never_the_stages_variables(pages):
