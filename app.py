@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import time
 from datetime import UTC, datetime
@@ -52,7 +51,8 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.config.update(config.from_environment())
     app.config.update(overrides or {})
     logs.configure()
-    config.check(app.config)
+    if not config.on_lambda():  # on Lambda, once its secrets are in (load_stored_secrets)
+        config.check(app.config)
 
     Babel(app, locale_selector=i18n.select_locale, default_translation_directories=str(
         ROOT / "translations"))
@@ -82,13 +82,28 @@ def create_app(overrides: dict | None = None) -> Flask:
     return app
 
 
+def load_stored_secrets(app: Flask) -> None:
+    """Put the stage's stored secrets in the app's config, once, then check it.
+
+    On Lambda the entry handler calls this at every invocation (only the first one
+    reads): AWS's Parameters and Secrets extension answers in the INVOKE phase only.
+    Elsewhere ``create_app`` has read them already.
+    """
+    if app.extensions.get("stored_secrets_loaded"):
+        return
+    app.config.update(config.secret_settings(config.with_stored_secrets()))
+    config.check(app.config)
+    app.extensions["stored_secrets_loaded"] = True
+
+
 def _postman(app: Flask) -> Postman:
     """Wire the store, SES and the rules; boto3 clients are built on first use."""
     cfg = app.config
     defaults = policy.Rules()
     store = Store(_LazyTable(cfg["TABLE_NAME"]), lease_seconds=cfg["LEASE_SECONDS"],
-                  address_key=functools.partial(suppression.address_key,
-                                                config.address_pepper(cfg)))
+                  # The pepper is read when a key is made: on Lambda it arrives after this.
+                  address_key=lambda address: suppression.address_key(
+                      config.address_pepper(cfg), address))
     measurements = app.extensions["stats"] = stats.Measurements(
         store.stats_rows, ttl=cfg["STATS_CACHE_SECONDS"], clock=time.monotonic,
         # Any failure to read them (botocore's connection errors are no StoreError) falls

@@ -14,11 +14,15 @@ which
    ``architecture`` of zappa_settings.json whatever the machine (rebuilt only when
    requirements.txt, this file or those settings change), and drops what the tracker
    never loads: Babel's locale data beyond its four languages, the holidays of every
-   country but Azerbaijan, scripts;
-4. compiles the gettext catalogs, the Jinja templates to Python modules (so the first
-   request compiles none), and every module to bytecode with the runtime's own Python
-   and ``unchecked-hash`` invalidation: Zappa stamps every zip entry 1980-01-01, so
-   timestamp-checked .pyc files would be ignored, and /var/task never changes;
+   country but Azerbaijan, the markets' calendars, scripts, ``NEVER_LOADED`` and the
+   installers' RECORD files;
+4. parses the TOML files the app reads (``parse_toml``), compiles the gettext
+   catalogs, the Jinja templates to Python modules (shipped
+   instead of the templates: bytecode for those the first page loads, so a cold start
+   compiles none; Python source for the rest), and every module to bytecode with the
+   runtime's own Python and ``unchecked-hash`` invalidation: Zappa stamps every zip
+   entry 1980-01-01, so timestamp-checked .pyc files would be ignored, and /var/task
+   never changes;
 5. sets ``VIRTUAL_ENV`` to ``.venv-deploy``, so the zip Zappa builds next is the lean one.
 
 Standalone on purpose: Zappa loads this file by its path, outside any package.
@@ -73,9 +77,26 @@ BABEL_LOCALES = frozenset({
 # holidays: only Azerbaijan, in its own language and the English the package ships.
 HOLIDAY_COUNTRIES = {"azerbaijan": "Azerbaijan, AZ, AZE"}
 HOLIDAY_LANGUAGES = frozenset({"az", "en_US"})
+# The pages a cold start most often answers first: the form, and a page that is not
+# there. The templates they load ship as bytecode (compile_templates).
+FIRST_PAGES = ("/", "/no-such-page")
 # What the handler Zappa copies into the zip imports (zappa.handler → asgi, middleware,
 # utilities, wsgi; utilities imports durationpy). Not its CLI and its dependencies.
 HANDLER_DISTRIBUTIONS = ("zappa", "durationpy")
+# What no request of the tracker loads, and no later one needs (tests/test_package.py
+# runs every kind of event the function gets and checks that none of it ships): Zappa's
+# CLI and deploy code (its bytecode would ship without its source, which exclude_glob
+# drops), Django glue and IAM templates; Werkzeug's debugger, demo app and reloader;
+# Babel's catalog tools (the catalogs are compiled here); the holidays package's
+# calendar exports; Windows-only modules.
+NEVER_LOADED = ("zappa/cli.py", "zappa/core.py", "zappa/letsencrypt.py",
+                "zappa/asynchronous.py", "zappa/ext", "zappa/policies",
+                "werkzeug/debug", "werkzeug/testapp.py", "werkzeug/_reloader.py",
+                "babel/messages", "holidays/ical.py", "holidays/generate_ics.py",
+                "click/_winconsole.py", "babel/localtime/_win32.py", "dateutil/tz/win.py")
+# Which files an installer leaves in each *.dist-info that nothing reads at run time
+# (METADATA stays: importlib.metadata.version() reads it).
+INSTALLER_RECORDS = ("RECORD", "INSTALLER", "REQUESTED", "direct_url.json")
 
 
 def site_packages(venv: Path = VENV) -> Path:
@@ -177,20 +198,28 @@ def export_head(into: Path, root: Path = ROOT) -> Path:
     return into
 
 
-def compile_templates(folder: Path) -> None:
+def compile_templates(folder: Path) -> list[str]:
     """Compile the app's Jinja templates to Python modules (app.py's COMPILED_TEMPLATES).
 
     With the deploy venv's Jinja under the runtime's Python, and the app's own Jinja
     environment (its extensions, its autoescaping), so the modules are what the app
-    would compile on its first requests.
+    would compile on its first requests. Returns the templates a cold start's first
+    answers load (``FIRST_PAGES``, rendered here with the test client, which reaches
+    no AWS): those ship as bytecode, the others as Python source.
     """
-    script = ("import app, sys\n"
+    script = ("import app, json, sys\n"
               "app.app.jinja_env.compile_templates(sys.argv[1], zip=None, "
-              "ignore_errors=False)\n")
+              "ignore_errors=False)\n"
+              "client = app.app.test_client()\n"
+              "for path in sys.argv[2:]:\n"
+              "    client.get(path)\n"
+              "print(json.dumps(sorted(key[1] for key in app.app.jinja_env.cache.keys())))\n")
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": f"{folder}:{site_packages()}",
            "SECRET_KEY": "build-only", "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
-    subprocess.run([runtime_python(), "-S", "-B", "-c", script,
-                    str(folder / "templates_compiled")], cwd=folder, env=env, check=True)
+    done = subprocess.run([runtime_python(), "-S", "-B", "-c", script,
+                           str(folder / "templates_compiled"), *FIRST_PAGES],
+                          cwd=folder, env=env, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.splitlines()[-1])
 
 
 def zappa_handler_source() -> Path:
@@ -218,6 +247,17 @@ def prune(packages: Path) -> None:
     for language in (packages / "holidays" / "locale").iterdir():
         if language.name not in HOLIDAY_LANGUAGES:
             shutil.rmtree(language)
+    # The markets' calendars, loaded lazily by name like the countries: none is asked for.
+    financial = packages / "holidays" / "financial"
+    for module in financial.glob("*.py"):
+        module.unlink()
+    (financial / "__init__.py").write_text("")
+    for name in NEVER_LOADED:
+        path = packages / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    for name in INSTALLER_RECORDS:
+        for record in packages.glob(f"*.dist-info/{name}"):
+            record.unlink()
 
 
 def compile_catalogs(root: Path = ROOT) -> list[Path]:
@@ -251,18 +291,51 @@ def clean_tree(command: str) -> Path:
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     export_head(folder)
     compile_catalogs(folder)
-    compile_templates(folder)
+    parse_toml(folder)
+    first = compile_templates(folder)
     tag = f"cpython-{PYTHON_VERSION.replace('.', '')}"
     compile_bytecode(folder, extra=(zappa_handler_source(),
                                     folder / "__pycache__" / f"handler.{tag}.pyc"))
-    # The compiled templates ship as bytecode alone (their sources are the templates):
-    # a sourceless module beside its name is what the import system loads unchecked.
-    compiled = folder / "templates_compiled"
-    for pyc in (compiled / "__pycache__").glob(f"*.{tag}.pyc"):
-        pyc.rename(compiled / f"{pyc.name.split('.')[0]}.pyc")
-        (compiled / f"{pyc.name.split('.')[0]}.py").unlink()
-    shutil.rmtree(compiled / "__pycache__")
+    ship_compiled_templates(folder / "templates_compiled", first, tag)
+    # The app loads every template from templates_compiled (app.py): their Jinja
+    # sources would only weigh on the zip.
+    shutil.rmtree(folder / "templates")
     return folder
+
+
+def parse_toml(folder: Path) -> None:
+    """Parse every TOML file the app reads, beside it (``<file>.pickle``).
+
+    The operators' files and the hand-kept working days: ``operators.read_toml`` loads
+    the pickle, so a cold start imports no TOML parser and parses nothing (about 8 ms
+    of CPU). Python's own pickle of plain data (str, int, list, dict, date), read back
+    by the code that ships beside it.
+    """
+    import pickle
+    import tomllib
+
+    for path in sorted(folder.glob("**/*.toml")):
+        with path.open("rb") as source:
+            data = tomllib.load(source)
+        path.with_name(path.name + ".pickle").write_bytes(pickle.dumps(data, protocol=4))
+
+
+def ship_compiled_templates(compiled: Path, first: list[str], tag: str) -> None:
+    """Bytecode alone for the templates of a cold start's first answers; source for the rest.
+
+    A sourceless .pyc beside its module name is what the import system loads, unchecked.
+    The rest stay Python: about a fifth of their bytecode's size in the zip, compiled by
+    Python (no Jinja parsing) when a later request first needs them.
+    """
+    from jinja2.loaders import ModuleLoader
+
+    eager = {ModuleLoader.get_module_filename(name).removesuffix(".py") for name in first}
+    for pyc in (compiled / "__pycache__").glob(f"*.{tag}.pyc"):
+        module = pyc.name.split(".")[0]
+        if module in eager:
+            pyc.rename(compiled / f"{module}.pyc")
+            (compiled / f"{module}.py").unlink()
+    shutil.rmtree(compiled / "__pycache__")
 
 
 def lean_venv() -> None:

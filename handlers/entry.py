@@ -11,6 +11,10 @@ run any SNS message with a top-level ``command`` key as the function it names
 
 Everything else (API Gateway, the schedule rule, ``zappa invoke``, which needs
 lambda:InvokeFunction) goes to Zappa's handler.
+
+Before any event, the first invocation puts the stage's secrets in the app (read
+through AWS's Parameters and Secrets extension, which answers in the INVOKE phase only):
+the feedback handler's suppression keys need the pepper as much as the pages need the key.
 """
 
 from __future__ import annotations
@@ -29,15 +33,24 @@ class UnroutableEvent(Exception):
 
 def lambda_handler(event, context):
     """SNS records of our feedback topic to the SES handler; the rest to Zappa."""
+    # Zappa's singleton: with INSTANTIATE_LAMBDA_HANDLER_ON_IMPORT it exists since init;
+    # it sets the stage's variables (FEEDBACK_TOPIC_ARN, TABLE_NAME…) from
+    # zappa_settings.py and imports the app. Then the secrets, at the first invocation.
+    zappa_handler.LambdaHandler()
+    _load_secrets()
     if isinstance(event, dict) and "Records" in event:
-        # Zappa's settings set the stage's variables (FEEDBACK_TOPIC_ARN, TABLE_NAME…)
-        # in the environment when its handler is first built; build it if not yet.
-        zappa_handler.LambdaHandler()
         from handlers import ses_events
 
         return ses_events.handle(own_feedback(event, os.environ.get("FEEDBACK_TOPIC_ARN")),
                                  context)
     return zappa_handler.lambda_handler(event, context)
+
+
+def _load_secrets() -> None:
+    """The stage's secrets into the app, at the first invocation (INVOKE phase only)."""
+    from app import app, load_stored_secrets
+
+    load_stored_secrets(app)
 
 
 def own_feedback(event: dict, topic: str | None) -> dict:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import datetime
 import pathlib
+import pickle
 import re
-import tomllib
 from dataclasses import dataclass
 
 LANGUAGES = ("en", "zh", "az", "ru")
@@ -299,15 +299,31 @@ def _written(ref: str, contacts: tuple[Contact, ...], where: str) -> Contact:
     return contact
 
 
+def read_toml(path: pathlib.Path) -> dict:
+    """A TOML file's contents, as the prebuild parsed them for the Lambda package.
+
+    deploy/prebuild.py leaves ``<file>.pickle`` beside each TOML file it ships, so a cold
+    start imports no TOML parser; a checkout has none and parses the file.
+    """
+    parsed = path.with_name(path.name + ".pickle")
+    if parsed.exists():
+        with parsed.open("rb") as fh:
+            return pickle.load(fh)
+    import tomllib
+
+    with path.open("rb") as fh:
+        return tomllib.load(fh)
+
+
 def load(directory: pathlib.Path) -> dict[str, Operator]:
     """Load and validate every *.toml in `directory`, ordered by operator name."""
     operators, owners = [], {}
     for path in sorted(pathlib.Path(directory).glob("*.toml")):
         try:
-            with path.open("rb") as fh:
-                operator = _operator(path, tomllib.load(fh))
-        # The built-in errors come from a table where a list was expected, or vice versa.
-        except (tomllib.TOMLDecodeError, OperatorDataError, AttributeError, TypeError) as exc:
+            operator = _operator(path, read_toml(path))
+        # The built-in errors come from a table where a list was expected, or vice versa;
+        # ValueError is a TOML syntax error (tomllib.TOMLDecodeError) or one of ours.
+        except (ValueError, AttributeError, TypeError) as exc:
             raise OperatorDataError(f"{path.name}: {exc}") from exc
         for prefix in operator.prefixes:
             if prefix in owners:

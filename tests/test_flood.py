@@ -48,8 +48,13 @@ def test_a_month_long_flood_at_the_throttle_costs_a_bounded_amount():
 
 @pytest.fixture
 def zappa(moto_endpoint):
-    """Zappa's own core, talking to moto."""
+    """Zappa's own core, talking to an empty moto account."""
+    import urllib.request
+
     import boto3
+
+    urllib.request.urlopen(urllib.request.Request(
+        f"{moto_endpoint}/moto-api/reset", method="POST")).close()
     from zappa.core import Zappa
 
     return Zappa(boto_session=boto3.session.Session(region_name="eu-central-1"),

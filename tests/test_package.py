@@ -1,14 +1,18 @@
 """The Lambda package as Zappa builds it and as Lambda runs it, offline.
 
 `make package STAGE=dev` builds dist/dev.zip (reused while newer than its sources); each
-test unzips it and calls Zappa's ``handler.lambda_handler`` in a fresh Python holding
-only the package and the runtime's boto3, against the session's moto server, with the
-events API Gateway, EventBridge (through Zappa's rule) and SNS deliver.
+test unzips it and calls the handler the settings name (``handlers.entry.lambda_handler``)
+in a fresh Python holding only the package and the runtime's boto3, with only what
+Lambda gives the function (its real Environment, Lambda's own variables) plus moto's
+endpoint, with the events API Gateway, EventBridge (through Zappa's rule) and SNS
+deliver. Its secrets are in moto's SSM, read through a stand-in for the Parameters and
+Secrets extension its layer adds (deploy/secrets_extension.py).
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import os
@@ -35,12 +39,14 @@ STAGE = "dev"
 SETTINGS = lambda_runner.stage_settings(STAGE)
 ENV = SETTINGS["environment_variables"]
 FUNCTION = lambda_runner.function_name(STAGE)
+LAMBDA_FUNCTION = lambda_runner.function_of(STAGE)  # as `zappa deploy` creates it
 ADDRESS = "traveller@example.com"  # the address the sample bounce is about
 BAKU = ZoneInfo("Asia/Baku")
 # What the zip must hold of this repository's top level, and nothing else of it.
-# (__pycache__: the zip's root one holds app.py's and Zappa's handler.py's bytecode.)
-RUNTIME_FILES = {"app.py", "handlers", "tracker", "operators", "templates", "static",
-                 "translations", "__pycache__"}
+# (__pycache__: the zip's root one holds app.py's and Zappa's handler.py's bytecode;
+# templates ship compiled, in templates_compiled.)
+RUNTIME_FILES = {"app.py", "handlers", "tracker", "operators", "static", "translations",
+                 "__pycache__"}
 
 
 @pytest.fixture(scope="module")
@@ -67,20 +73,22 @@ def lambda_aws(moto_endpoint):
 
 def invoke(unpacked: Path, moto_endpoint: str, *events: dict,
            secret: str | None = "package-test-secret",
-           handler: str = SETTINGS["lambda_handler"]) -> lambda_runner.Run:
+           function: lambda_runner.Function = LAMBDA_FUNCTION,
+           **endpoints: str) -> lambda_runner.Run:
     """Invoke the package with events in one fresh process (one container).
 
-    The function's own variables are set as Lambda sets them, SECRETS_PATH included:
-    the SSM parameters a test stores win over ``secret``.
+    Only what Lambda gives the function, and moto's endpoint (``endpoints`` may point a
+    service elsewhere). ``secret``, when given, is stored first as the stage's
+    SECRET_KEY in moto's SSM, where `python -m deploy.secret` puts it; with None,
+    whatever a test stored there is what the function finds.
     """
-    env = {**ENV, "AWS_ENDPOINT_URL": moto_endpoint, "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing"}
     if secret:
-        env["SECRET_KEY"] = secret
-    return lambda_runner.invoke(
-        unpacked, list(events), function_name=FUNCTION, env=env,
-        region=SETTINGS["aws_region"], memory_mb=SETTINGS["memory_size"],
-        timeout_seconds=SETTINGS["timeout_seconds"], handler=handler)
+        from tracker import aws
+
+        aws.client("ssm").put_parameter(Name=ENV["SECRETS_PATH"] + "SECRET_KEY", Value=secret,
+                                        Type="SecureString", Overwrite=True)
+    return lambda_runner.invoke(unpacked, list(events), function=function,
+                                harness={"AWS_ENDPOINT_URL": moto_endpoint, **endpoints})
 
 
 def values(run: lambda_runner.Run) -> list:
@@ -200,6 +208,7 @@ def test_package_ships_bytecode_for_the_runtime_that_lambda_never_checks(package
         # Every module has its bytecode, Zappa's root handler.py included; Zappa adds
         # the settings module and empty __init__.py files (some in __pycache__) after.
         missing = [n for n in names if n.endswith(".py") and n != "zappa_settings.py"
+                   and not n.startswith("templates_compiled/")
                    and archive.getinfo(n).file_size and _pyc_of(n, tag) not in pycs]
         assert not missing, missing[:10]
         # No other Python's bytecode (the compiled templates' magic number says theirs).
@@ -210,10 +219,40 @@ def test_package_ships_bytecode_for_the_runtime_that_lambda_never_checks(package
         # zip's 1980 timestamps would make timestamp-based files stale at every start.
         flags = {int.from_bytes(archive.read(n)[4:8], "little") for n in pycs}
     assert flags == {0b01}
-    # The templates too, compiled to Python by the prebuild, then to bytecode.
-    compiled = {n for n in pycs if n.startswith("templates_compiled/")}
-    assert len(compiled) == len([n for n in names if n.startswith("templates/")
-                                 and n.endswith((".html", ".txt"))])
+    # Every template ships compiled to Python by the prebuild, instead of its source:
+    # as bytecode if the form's first answer loads it, else as Python.
+    from jinja2.loaders import ModuleLoader
+
+    templates = [str(t.relative_to(ROOT / "templates")) for t in (ROOT / "templates").rglob("*")
+                 if t.suffix in (".html", ".txt")
+                 and str(t.relative_to(ROOT)) not in prebuild.SANDBOX_ONLY]
+    shipped = {n.removeprefix("templates_compiled/").rsplit(".", 1)[0]
+               for n in names if n.startswith("templates_compiled/tmpl_")}
+    assert shipped == {ModuleLoader.get_module_filename(t)[:-3] for t in templates}
+    assert not [n for n in names if n.startswith("templates/")]
+    for first in ("base.html", "form.html", "error.html"):
+        assert f"templates_compiled/{ModuleLoader.get_module_filename(first)}c" in pycs
+
+
+def test_package_ships_no_bytecode_without_its_source_and_nothing_no_request_loads(package):
+    with zipfile.ZipFile(package) as archive:
+        names = set(archive.namelist())
+    # A .pyc in __pycache__ is loaded only beside its source: without one (Zappa's CLI,
+    # whose sources exclude_glob drops) it is dead weight.
+    orphans = [n for n in names if "/__pycache__/" in n and n.endswith(".pyc")
+               and _source_of(n) not in names]
+    assert not orphans, orphans
+    assert not [n for n in names if n.endswith(".dist-info/RECORD")]
+    # Werkzeug's debugger and demo app, Babel's catalog tools, market calendars: no
+    # request of the tracker loads them (tests/test_package.py's runs load none).
+    for never in ("zappa/cli.py", "zappa/core.py", "werkzeug/debug/", "werkzeug/testapp.py",
+                  "babel/messages/", "holidays/financial/nasdaq.py"):
+        assert not [n for n in names if n.startswith(never)], never
+
+
+def _source_of(pyc: str) -> str:
+    folder, _, name = pyc.rpartition("/__pycache__/")
+    return f"{folder}/{name.split('.')[0]}.py"
 
 
 def _pyc_of(module: str, tag: str) -> str:
@@ -301,6 +340,92 @@ def test_packaged_process_loads_nothing_from_outside_the_package_and_runtime(pag
     assert pages.origins["flask"] == "package" and pages.origins["app"] == "package"
     assert pages.origins["boto3"] == "runtime"
     assert "elsewhere" not in pages.origins.values(), pages.origins
+    # The prebuild parsed the TOML files: a cold start pays for no TOML parser.
+    assert "tomllib" not in pages.origins
+
+
+def test_package_ships_its_toml_files_parsed(package):
+    import pickle
+    import tomllib
+
+    with zipfile.ZipFile(package) as archive:
+        tomls = [n for n in archive.namelist() if n.endswith(".toml")]
+        assert {"tracker/workdays.toml", "operators/azercell.toml"} <= set(tomls)
+        for name in tomls:
+            parsed = pickle.loads(archive.read(name + ".pickle"))
+            assert parsed == tomllib.loads(archive.read(name).decode()), name
+
+
+def test_lambda_gives_the_function_its_own_environment_never_the_stages_variables(pages):
+    """Zappa's environment_variables live in the zip's zappa_settings.py, which its
+    handler applies once it runs; the process starts with aws_environment_variables,
+    Lambda's variables and (here) moto's endpoint, nothing else."""
+    assert values(pages)[0]["statusCode"] == 200
+    started_with = set(pages.environ_at_start)
+    stage_only = set(ENV) - set(SETTINGS["aws_environment_variables"])
+    assert stage_only and not started_with & stage_only, started_with & stage_only
+    lambdas = set(lambda_runner.lambda_environment(LAMBDA_FUNCTION, task=Path("/var/task"),
+                                                   runtime=Path("/var/runtime")))
+    harness = {"AWS_ENDPOINT_URL", "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"}
+    # LC_CTYPE: Python's own locale coercion (PEP 538) where en_US.UTF-8 is missing.
+    assert started_with - {"LC_CTYPE"} == lambdas | harness
+    assert set(SETTINGS["aws_environment_variables"]) <= started_with
+
+
+def test_the_runner_refuses_to_give_a_function_what_lambda_would_not(unpacked):
+    for variable in ("TABLE_NAME", "SECRET_KEY", "INSTANTIATE_LAMBDA_HANDLER_ON_IMPORT"):
+        with pytest.raises(ValueError, match=variable):
+            lambda_runner.invoke(unpacked, [page()], function=LAMBDA_FUNCTION,
+                                 harness={"AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+                                          variable: "1"})
+
+
+def test_the_app_is_built_during_lambdas_init_from_the_functions_real_environment(
+        unpacked, moto_endpoint):
+    """INSTANTIATE_LAMBDA_HANDLER_ON_IMPORT in aws_environment_variables: Zappa's handler
+    builds the app while Lambda's init runs at full CPU, not in the first request."""
+    built = invoke(unpacked, moto_endpoint, page())
+    assert values(built)[0]["statusCode"] == 200
+    assert {"app", "tracker.web", "flask_wtf"} <= set(built.init_modules)
+    # The same package and event, the variable left out: the first request builds it.
+    environment = {k: v for k, v in LAMBDA_FUNCTION.environment.items()
+                   if k != "INSTANTIATE_LAMBDA_HANDLER_ON_IMPORT"}
+    lazy = invoke(unpacked, moto_endpoint, page(), function=dataclasses.replace(
+        LAMBDA_FUNCTION, environment=environment))
+    assert values(lazy)[0]["statusCode"] == 200
+    assert "app" not in lazy.init_modules and "handler" in lazy.init_modules
+
+
+def test_secrets_come_through_the_extension_in_the_first_invocation_without_botocore(
+        unpacked, moto_endpoint, lambda_aws):
+    from deploy import secret
+    from tracker import aws
+
+    secret.ensure(aws.client("ssm"), ENV["SECRETS_PATH"])
+    # The function's own SSM calls would go nowhere (the discard port); the extension's
+    # reach moto's SSM.
+    run = invoke(unpacked, moto_endpoint, page(), page(), secret=None,
+                 AWS_ENDPOINT_URL_SSM="http://127.0.0.1:9")
+    first, second = values(run)
+    assert first["statusCode"] == second["statusCode"] == 200
+    calls = run.extension.calls
+    # One GetParameter per name, all in the INVOKE phase, none in the second request;
+    # the fallbacks do not exist before the first rotation.
+    assert sorted((c.name.rsplit("/", 1)[1], c.phase, c.status) for c in calls) == [
+        ("ADDRESS_PEPPER", "invoke", 200), ("SECRET_KEY", "invoke", 200),
+        ("SECRET_KEY_FALLBACKS", "invoke", 400)]
+    assert all(c.at >= run.init_ended_at for c in calls)
+
+
+def test_without_the_extensions_layer_the_secrets_come_from_ssm_through_boto3(
+        unpacked, moto_endpoint, lambda_aws):
+    without = dataclasses.replace(LAMBDA_FUNCTION, layers=())
+    run = invoke(unpacked, moto_endpoint, page(), function=without)
+    assert values(run)[0]["statusCode"] == 200 and run.extension is None
+    # Its SSM calls are the only way to its key: pointed nowhere, it has none.
+    broken = invoke(unpacked, moto_endpoint, page(), function=without,
+                    AWS_ENDPOINT_URL_SSM="http://127.0.0.1:9")
+    assert broken.results[0].error and "EndpointConnectionError" in broken.results[0].error
 
 
 def test_packaged_app_refuses_to_start_on_lambda_without_its_secret(
@@ -325,8 +450,8 @@ def test_first_deploy_after_the_secret_command_answers_zappas_status_check_and_r
     assert response["statusCode"] == 200 and "csrf_token" in response["body"]
     assert job["sent"] == 0 and job["errors"] == 0
     assert '"JobRunCompleted":1' in run.log  # its EMF line
-    # INSTANTIATE_LAMBDA_HANDLER_ON_IMPORT: Zappa's handler built the app during init.
-    assert run.origins["app"] == "package" and "Instancing.." in run.log
+    # Its keys came through the extension, during the first invocation.
+    assert [c.phase for c in run.extension.calls] == ["invoke"] * 3
 
 
 def test_sns_message_naming_a_function_is_never_run(unpacked, moto_endpoint, lambda_aws):
@@ -337,7 +462,8 @@ def test_sns_message_naming_a_function_is_never_run(unpacked, moto_endpoint, lam
     [handled] = values(guarded)
     assert handled["ignored"] == 1 and "followups run done" not in guarded.log
     # Without the entry handler, Zappa's own runs the function the message names.
-    unguarded = invoke(unpacked, moto_endpoint, forged, handler="handler.lambda_handler")
+    unguarded = invoke(unpacked, moto_endpoint, forged, function=dataclasses.replace(
+        LAMBDA_FUNCTION, handler="handler.lambda_handler"))
     [ran] = values(unguarded)
     assert "sent" in ran and "followups run done" in unguarded.log
 
@@ -418,7 +544,16 @@ def test_stage_settings_are_safe_for_lambda(zappa_stage):
     env = cli.environment_variables
     assert {"TABLE_NAME", "MAIL_FROM", "BASE_URL", "SECRETS_PATH"} <= set(env)
     assert env["BASE_URL"].startswith("https://")
-    assert env["INSTANTIATE_LAMBDA_HANDLER_ON_IMPORT"] == "1"  # the app built during init
+    # The app is built during Lambda's init only if the function's real Environment
+    # says so: Zappa's handler reads the variable on import, before zappa_settings.py.
+    assert cli.aws_environment_variables["INSTANTIATE_LAMBDA_HANDLER_ON_IMPORT"] == "1"
+    assert "INSTANTIATE_LAMBDA_HANDLER_ON_IMPORT" not in env
+    # AWS's Parameters and Secrets extension, for the stage's region and architecture.
+    [layer] = cli.layers
+    suffix = "-Arm64" if cli.architecture == "arm64" else ""
+    assert re.fullmatch(rf"arn:aws:lambda:{cli.aws_region}:\d{{12}}:layer:"
+                        rf"AWS-Parameters-and-Secrets-Lambda-Extension{suffix}:\d+", layer)
+    assert lambda_runner.function_of(cli.api_stage).has_secrets_extension
     # Secrets live in SSM (python -m deploy.secret), never in this file.
     assert "SECRET_KEY" not in json.dumps(config)
     # Lambda runs as the role; API Gateway assumes it because Zappa's REST API
@@ -468,6 +603,9 @@ def test_policy_grants_only_the_stages_table_sender_secrets_logs_and_dead_letter
             f"arn:aws:ses:{arn}:identity/*",
             f"arn:aws:ses:{arn}:configuration-set/{env['SES_CONFIGURATION_SET']}")),
         ("ssm:GetParameters", parameters, "null"),
+        # The Parameters and Secrets extension calls GetParameter, one name at a time,
+        # with the function's role (deploy/iam-extra-calls.json).
+        ("ssm:GetParameter", parameters, "null"),
         ("kms:Decrypt", f"arn:aws:kms:{arn}:key/*", via_ssm),
         ("sqs:SendMessage", f"arn:aws:sqs:{arn}:esim-tracker-{stage}-dlq", "null"),
         # What API Gateway does with the role: invoke this function, nothing else.

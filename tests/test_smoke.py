@@ -38,6 +38,7 @@ from deploy.smoke import traveller
 from deploy.smoke.platform import Aws, SmokeFailed
 from tests import stagekit
 from tests.stagekit import serve
+from tests.zappa_moto import stand_in_layers
 
 pytestmark = pytest.mark.package
 
@@ -112,23 +113,22 @@ class OnMoto(Aws):
             StackName=stage.stack)["Stacks"][0]["Outputs"]
         topic = {o["OutputKey"]: o["OutputValue"] for o in topic}["FeedbackTopicArn"]
         records = [ses_event(topic, stage.env["MAIL_FROM"], address) for address in addresses]
-        # The SES handler itself: SNS-to-handler routing is handlers/entry.py's (issue 16,
-        # engineer deploy), and only real SNS delivers to the function's handler.
-        self._run_packaged(stage.name, [{"Records": records}],
-                           handler="handlers.ses_events.handle", with_settings=stage)
+        # SNS's delivery to the function's own handler, which routes the stage's topic to
+        # the SES handler (handlers/entry.py); only real SNS proves SNS delivers it.
+        self._run_packaged(stage.name, [{"Records": records}])
 
-    def _run_packaged(self, name, events, *, handler=None, with_settings=None) -> str:
-        function = f"esim-tracker-{name}"
-        config = self.session.client("lambda").get_function_configuration(FunctionName=function)
-        env = {**(config.get("Environment") or {}).get("Variables", {}),
-               "AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": "testing",
-               "AWS_SECRET_ACCESS_KEY": "testing"}
-        if with_settings:  # no Zappa handler to load them from the package's settings
-            env = {**with_settings.env, **env}
-        run = lambda_runner.invoke(
-            self.built, events, function_name=function, env=env,
+    def _run_packaged(self, name, events) -> str:
+        config = self.session.client("lambda").get_function_configuration(
+            FunctionName=f"esim-tracker-{name}")
+        # The function as moto holds it: what Lambda would give it, nothing more.
+        function = lambda_runner.Function(
+            name=config["FunctionName"], handler=config["Handler"],
+            environment=(config.get("Environment") or {}).get("Variables", {}),
             region=self.session.region_name, memory_mb=config["MemorySize"],
-            timeout_seconds=config["Timeout"], handler=handler or config["Handler"])
+            timeout_seconds=config["Timeout"],
+            layers=tuple(layer["Arn"] for layer in config.get("Layers") or ()))
+        run = lambda_runner.invoke(self.built, events, function=function,
+                                   harness={"AWS_ENDPOINT_URL": self.endpoint})
         errors = [r.error for r in run.results if r.error]
         if errors:
             raise SmokeFailed(f"the function raised:\n{errors[0]}\n{run.log[-2000:]}")
@@ -183,6 +183,7 @@ def on_moto(moto_endpoint, monkeypatch, account):
     stagekit.answer_ses_account(session, account)
     # The account's sender, verified before any deploy (README, Before the first deploy).
     session.client("ses").verify_domain_identity(Domain="example.org")
+    stand_in_layers(session.client("lambda"), lambda_runner.stage_settings("dev")["layers"])
     platform = OnMoto(session, monkeypatch, lambda_runner.ensure_package("dev"), moto_endpoint)
     yield platform
     platform.close()

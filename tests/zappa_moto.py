@@ -53,8 +53,39 @@ def main(argv: list[str]) -> None:
     ZappaCLI.execute_prebuild_script = lambda self: None
     ZappaCLI.create_package = packaged
     _download_code_from(package)
+    import json
+
+    import boto3
+
+    stand_in_layers(boto3.client("lambda"), (
+        arn for stage in json.load(open(settings)).values() for arn in stage.get("layers", ())))
     sys.argv = ["zappa", *argv[split + 1:], "-s", settings]
     handle()
+
+
+def stand_in_layers(lambda_client, arns) -> None:
+    """Publish, in moto's account, layers moto takes for the settings' AWS-owned ones.
+
+    AWS's Parameters and Secrets extension is a layer of AWS's own account, which moto
+    cannot hold; moto 5.2.5 finds a function's layer by its name and version only
+    (awslambda/models.py ``get_layer_version_by_arn``), so a layer of that name published
+    here until that version exists lets CreateFunction take the settings as they are.
+    """
+    for arn in set(arns):
+        name, version = arn.split(":")[-2], int(arn.split(":")[-1])
+        try:
+            lambda_client.get_layer_version(LayerName=name, VersionNumber=version)
+            continue
+        except lambda_client.exceptions.ResourceNotFoundException:
+            pass
+        published = 0
+        while published < version:
+            published = lambda_client.publish_layer_version(
+                LayerName=name, Content={"ZipFile": _EMPTY_ZIP})["Version"]
+
+
+# An empty zip archive: its end-of-central-directory record alone.
+_EMPTY_ZIP = b"PK\x05\x06" + bytes(18)
 
 
 def _download_code_from(package: str) -> None:

@@ -67,8 +67,10 @@ def on_lambda() -> bool:
 def from_environment(environ=os.environ) -> dict:
     """Read the contract's settings from the environment over the defaults."""
     config = dict(DEFAULTS)
-    # The stored secrets win over the environment: on Lambda they are the only source.
-    environ = {**environ, **stored_secrets(environ.get("SECRETS_PATH", ""))}
+    if not on_lambda():
+        # On Lambda the entry handler adds them at the first invocation
+        # (app.load_stored_secrets): the extension that serves them answers only then.
+        environ = with_stored_secrets(environ)
     if environ.get("SES_CONFIGURATION_SET"):
         config["SES_CONFIGURATION_SET"] = environ["SES_CONFIGURATION_SET"]
     for name in ("SECRET_KEY", "TABLE_NAME", "MAIL_FROM", "BASE_URL", *_FLOATS, *_INTS):
@@ -79,6 +81,22 @@ def from_environment(environ=os.environ) -> dict:
     config["LOCAL_MODE"] = environ.get("LOCAL_MODE") == "1" and not on_lambda()
     config.update(key_ring_from_environment(environ))
     return config
+
+
+def with_stored_secrets(environ=os.environ) -> dict:
+    """The environment with the stage's stored secrets over it.
+
+    The stored secrets win: on Lambda they are the only source.
+    """
+    return {**environ, **stored_secrets(environ.get("SECRETS_PATH", ""))}
+
+
+def secret_settings(environ) -> dict:
+    """``SECRET_KEY`` and the key ring, from (an environment with) the stored secrets."""
+    found = key_ring_from_environment(environ)
+    if environ.get("SECRET_KEY"):
+        found["SECRET_KEY"] = environ["SECRET_KEY"]
+    return found
 
 
 def key_ring_from_environment(environ=os.environ) -> dict:
@@ -114,16 +132,33 @@ def stored_secrets(path: str) -> dict[str, str]:
 
     Empty without a path. A parameter that does not exist is left out (the key ring's
     fallbacks exist only after a rotation); any other failure raises, so a cold start
-    without its secrets fails instead of serving with none.
+    without its secrets fails instead of serving with none. On Lambda they come through
+    the Parameters and Secrets extension when the function has its layer (no botocore
+    on the cold path), else, or when its answers are unclear, from SSM through boto3.
     """
     if not path:
         return {}
-    from tracker import aws
-
     prefix = path.rstrip("/") + "/"
-    answer = aws.client("ssm").get_parameters(
-        Names=[prefix + name for name in STORED_SECRETS], WithDecryption=True)
-    return {p["Name"][len(prefix):]: p["Value"] for p in answer["Parameters"]}
+    names = [prefix + name for name in STORED_SECRETS]
+    found = _through_extension(names) if on_lambda() else None
+    if found is None:
+        from tracker import aws
+
+        answer = aws.client("ssm").get_parameters(Names=names, WithDecryption=True)
+        found = {p["Name"]: p["Value"] for p in answer["Parameters"]}
+    return {name[len(prefix):]: value for name, value in found.items()}
+
+
+def _through_extension(names: list[str]) -> dict[str, str] | None:
+    """What the extension answers for ``names``; None to read SSM directly instead."""
+    from tracker import parameters
+
+    try:
+        return parameters.read(names)
+    except parameters.Unusable as exc:
+        log.warning("secrets: the Parameters and Secrets extension failed (%s); "
+                    "reading SSM directly", exc)
+        return None
 
 
 def talks_to_real_aws(environ=os.environ) -> bool:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -103,7 +102,9 @@ def _overrides() -> tuple[frozenset[date], frozenset[date]]:
     """Read the maintainers' hand-kept days off and moved working days."""
     if not OVERRIDES_FILE.exists():
         return frozenset(), frozenset()
-    data = tomllib.loads(OVERRIDES_FILE.read_text(encoding="utf-8"))
+    from operators import read_toml  # parsed by the prebuild in the Lambda package
+
+    data = read_toml(OVERRIDES_FILE)
     return frozenset(data.get("days_off", [])), frozenset(data.get("working_days", []))
 
 
