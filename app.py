@@ -87,9 +87,11 @@ def _postman(app: Flask) -> Postman:
     """Wire the store, SES and the rules; boto3 clients are built on first use."""
     cfg = app.config
     defaults = policy.Rules()
+    pepper, *older_peppers = config.address_peppers(cfg)
     store = Store(_LazyTable(cfg["TABLE_NAME"]), lease_seconds=cfg["LEASE_SECONDS"],
-                  address_key=functools.partial(suppression.address_key,
-                                                config.address_pepper(cfg)))
+                  address_key=functools.partial(suppression.address_key, pepper),
+                  older_address_keys=lambda address: [
+                      suppression.address_key(p, address) for p in older_peppers])
     measurements = app.extensions["stats"] = stats.Measurements(
         store.stats_rows, ttl=cfg["STATS_CACHE_SECONDS"], clock=time.monotonic,
         # Any failure to read them (botocore's connection errors are no StoreError) falls

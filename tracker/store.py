@@ -181,11 +181,20 @@ class Store:
     """Requests in DynamoDB; takes its boto3 Table so tests can hand it any."""
 
     def __init__(self, table, *, lease_seconds: int = 120,
-                 address_key: Callable[[str], str] | None = None):
+                 address_key: Callable[[str], str] | None = None,
+                 older_address_keys: Callable[[str], list[str]] | None = None):
         self.table = table
         self.lease = timedelta(seconds=lease_seconds)
-        # address -> "SUPP#<keyed hash>" (tracker.suppression.address_key with the secret)
+        # address -> "SUPP#<keyed hash>" (tracker.suppression.address_key with the pepper)
         self.address_key = address_key
+        # The same under older peppers, still looked up after a pepper leak (deploy/secret)
+        self.older_address_keys = older_address_keys or (lambda address: [])
+
+    def address_keys(self, address: str) -> list[str]:
+        """Every key a suppression of ``address`` may have: the current pepper's first."""
+        if not self.address_key:
+            return []
+        return [self.address_key(address), *self.older_address_keys(address)]
 
     def create(self, request: Request, *, now: datetime, lease_owner: str | None = None,
                lease_now: datetime | None = None, quotas: Sequence[Quota] = ()) -> bool:
@@ -220,7 +229,8 @@ class Store:
                        "ConditionExpression": "attribute_not_exists(pk)"}}
         counts = stats.on_submit(request.operator, request.channel, request.requested_on)
         writes = [put] + ([counter_update(self.table.name, counts)] if counts else [])
-        failed = self._transact(writes, quotas, suppression_key=item.get("addr_key"))
+        failed = self._transact(writes, quotas,
+                                suppression_keys=self.address_keys(request.email))
         return 0 not in failed  # the request exists: a re-post, whatever else failed
 
     def spend(self, quotas: Sequence[Quota], *, address: str | None = None) -> None:
@@ -228,27 +238,26 @@ class Store:
 
         Raises Suppressed or OverLimit, and then nothing is counted.
         """
-        key = self.address_key(address) if address and self.address_key else None
-        self._transact([], quotas, suppression_key=key)
+        self._transact([], quotas, suppression_keys=self.address_keys(address) if address
+                       else [])
 
     def _transact(self, writes: list[dict], quotas: Sequence[Quota], *,
-                  suppression_key: str | None) -> set[int]:
+                  suppression_keys: Sequence[str]) -> set[int]:
         """Run ``writes`` guarded by the suppression check and the quotas, all or nothing.
 
         Returns the indexes of ``writes`` whose own condition failed; raises Suppressed
         or OverLimit when a guard failed and no write did.
         """
         guards = [_bump(self.table.name, q) for q in quotas]
-        if suppression_key:
-            guards.append({"ConditionCheck": {
-                "TableName": self.table.name, "Key": {"pk": suppression_key},
-                "ConditionExpression": "attribute_not_exists(pk)"}})
+        guards += [{"ConditionCheck": {
+            "TableName": self.table.name, "Key": {"pk": key},
+            "ConditionExpression": "attribute_not_exists(pk)"}} for key in suppression_keys]
         reasons = self._transact_items(writes + guards)
         failed = {i for i, code in enumerate(reasons) if code == "ConditionalCheckFailed"}
         mine = {i for i in failed if i < len(writes)}
         if mine or not failed:
             return mine
-        if suppression_key and len(writes) + len(quotas) in failed:
+        if any(i >= len(writes) + len(quotas) for i in failed):
             raise Suppressed()
         raise OverLimit(next(q for i, q in enumerate(quotas, len(writes)) if i in failed))
 
@@ -439,14 +448,14 @@ class Store:
 
     def suppression(self, address: str) -> str | None:
         """Why ``address`` must not be mailed (``bounce``, ``complaint``), or None."""
-        if not self.address_key:
-            return None
-        try:
-            item = self.table.get_item(Key={"pk": self.address_key(address)},
-                                       ConsistentRead=True).get("Item")
-        except errors.ClientError as exc:
-            raise StoreError("get_item of suppression failed") from exc
-        return item["reason"] if item else None
+        for key in self.address_keys(address):
+            try:
+                item = self.table.get_item(Key={"pk": key}, ConsistentRead=True).get("Item")
+            except errors.ClientError as exc:
+                raise StoreError("get_item of suppression failed") from exc
+            if item:
+                return item["reason"]
+        return None
 
     def requests_to(self, addr_key: str) -> list[str]:
         """The ids of every stored request to the address with this key."""
