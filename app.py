@@ -19,6 +19,7 @@ from tracker import (
     aws,
     config,
     i18n,
+    limits,
     logs,
     mail,
     metrics,
@@ -91,7 +92,8 @@ def _postman(app: Flask) -> Postman:
     store = Store(_LazyTable(cfg["TABLE_NAME"]), lease_seconds=cfg["LEASE_SECONDS"],
                   address_key=functools.partial(suppression.address_key, pepper),
                   older_address_keys=lambda address: [
-                      suppression.address_key(p, address) for p in older_peppers])
+                      suppression.address_key(p, address) for p in older_peppers],
+                  stats_place=functools.partial(limits.stats_place, pepper))
     measurements = app.extensions["stats"] = stats.Measurements(
         store.stats_rows, ttl=cfg["STATS_CACHE_SECONDS"], clock=time.monotonic,
         # Any failure to read them (botocore's connection errors are no StoreError) falls

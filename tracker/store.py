@@ -145,7 +145,8 @@ def _parse_request(item: dict) -> Request:
         evidence=tuple(item.get("evidence", ())),
         plan_ends_on=(date.fromisoformat(item["plan_ends_on"])
                       if item.get("plan_ends_on") else None),
-        counted=bool(item.get("stats_counted")))
+        counted=bool(item.get("stats_counted")),
+        voice=None if item.get("stats_voice") is None else bool(item["stats_voice"]))
 
 
 def _update(fields: dict, *extra_sets: str) -> tuple[str, dict, dict]:
@@ -182,8 +183,12 @@ class Store:
 
     def __init__(self, table, *, lease_seconds: int = 120,
                  address_key: Callable[[str], str] | None = None,
-                 older_address_keys: Callable[[str], list[str]] | None = None):
+                 older_address_keys: Callable[[str], list[str]] | None = None,
+                 stats_place: Callable[[str, str, str], tuple[str, int]] | None = None):
         self.table = table
+        # (address, operator, month) -> the key and expiry of its one counted place in
+        # the stats (limits.stats_place with the pepper); None: no such limit (tests)
+        self.stats_place = stats_place
         self.lease = timedelta(seconds=lease_seconds)
         # address -> "SUPP#<keyed hash>" (tracker.suppression.address_key with the pepper)
         self.address_key = address_key
@@ -227,8 +232,7 @@ class Store:
                         lease_until=int(((lease_now or now) + self.lease).timestamp()))
         put = {"Put": {"TableName": self.table.name, "Item": item,
                        "ConditionExpression": "attribute_not_exists(pk)"}}
-        counts = stats.on_submit(request.operator, request.channel, request.requested_on)
-        writes = [put] + ([counter_update(self.table.name, counts)] if counts else [])
+        writes = [put]  # the stats count answers, not submissions anyone can make
         failed = self._transact(writes, quotas,
                                 suppression_keys=self.address_keys(request.email))
         return 0 not in failed  # the request exists: a re-post, whatever else failed
@@ -399,6 +403,18 @@ class Store:
         """
         # Dropping a job's lease is safe: its record() is conditional on holding it, so
         # the traveller's change wins and the pending email it replaced is never recorded.
+        if counts and counts.claim and self.stats_place:
+            # The request's first counted answer: it takes its mailbox's place for this
+            # operator and month, or, if another request holds it, counts nothing.
+            place = self.stats_place(request.email, counts.operator, counts.month)
+            expression, names, values = _change(progress, what, now,
+                                                dict(extra or {}, stats_voice=1))
+            values[":version"] = request.version
+            taken = self._counted_update(request.id, expression, names, values,
+                                         "#ver = :version", counts, place=place)
+            if taken is not None:
+                return taken
+            extra, counts = dict(extra or {}, stats_voice=0), None
         expression, names, values = _change(progress, what, now, extra)
         values[":version"] = request.version
         return self._conditional_update(request.id, expression, names, values,
@@ -497,13 +513,24 @@ class Store:
     # personal data: they outlive the requests' TTL and their deletion.
 
     def _counted_update(self, request_id, expression, names, values, condition,
-                        counts: stats.Counts) -> bool:
-        """The request's conditional update and its counters, all or nothing."""
+                        counts: stats.Counts, *,
+                        place: tuple[str, int] | None = None) -> bool | None:
+        """The request's conditional update and its counters, all or nothing; with a
+        ``place`` (key, expiry), also its mailbox's place, on the condition that no
+        other request holds it. None when only that place was taken."""
         update = {"Update": {
             "TableName": self.table.name, "Key": _key(request_id),
             "UpdateExpression": expression, "ConditionExpression": condition,
             "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}}
-        reasons = self._transact_items([update, counter_update(self.table.name, counts)])
+        items = [update, counter_update(self.table.name, counts)]
+        if place:
+            items.append({"Put": {
+                "TableName": self.table.name,
+                "Item": {"pk": place[0], "expires": place[1]},
+                "ConditionExpression": "attribute_not_exists(pk)"}})
+        reasons = self._transact_items(items)
+        if place and reasons and reasons[0] == "None" and reasons[2] != "None":
+            return None
         return not reasons
 
     def stats_rows(self, months: Sequence[str]) -> list[stats.Row]:
@@ -565,20 +592,38 @@ class Store:
                     for parts in [e.what.split(":")]]
         counts = stats.replay(request.operator, request.channel, request.requested_on,
                               answered)
-        mark = {"Update": {
-            "TableName": self.table.name, "Key": _key(request.id),
-            "UpdateExpression": "SET #c = :one, #ver = #ver + :one",
-            "ConditionExpression": "attribute_not_exists(#c) AND #ver = :version",
-            "ExpressionAttributeNames": {"#c": "stats_counted", "#ver": "version"},
-            "ExpressionAttributeValues": {":one": 1, ":version": request.version}}}
-        counters = [counter_update(self.table.name, counts)] if counts else []
-        if self._transact_items([mark, *counters]):
-            return "raced"  # marked meanwhile, or answered: a second run counts it
-        return "counted" if counts else "skipped"
+        place = (self.stats_place(request.email, counts.operator, counts.month)
+                 if counts and self.stats_place else None)
+        for claim in ((True, False) if place else (False,)):
+            mark = {"Update": {
+                "TableName": self.table.name, "Key": _key(request.id),
+                "UpdateExpression": "SET #c = :one, #ver = #ver + :one"
+                                    + (", #v = :voice" if place else ""),
+                "ConditionExpression": "attribute_not_exists(#c) AND #ver = :version",
+                "ExpressionAttributeNames": {"#c": "stats_counted", "#ver": "version",
+                                             **({"#v": "stats_voice"} if place else {})},
+                "ExpressionAttributeValues": {":one": 1, ":version": request.version,
+                                              **({":voice": int(claim)} if place else {})}}}
+            items = [mark]
+            if counts and (claim or not place):
+                items.append(counter_update(self.table.name, counts))
+            if claim:
+                items.append({"Put": {
+                    "TableName": self.table.name,
+                    "Item": {"pk": place[0], "expires": place[1]},
+                    "ConditionExpression": "attribute_not_exists(pk)"}})
+            reasons = self._transact_items(items)
+            if not reasons:
+                return "counted" if counts and (claim or not place) else "skipped"
+            if not (claim and reasons[0] == "None"):
+                return "raced"  # marked meanwhile, or answered: a second run counts it
+        return "raced"
 
 
 def _stats_key(operator: str, channel: str, month: str) -> dict:
-    return {"pk": f"STAT#{operator}#{channel}#{month}"}
+    # STAT2#: the counters of what the stats count since issue 19 (emailed links, one
+    # request per mailbox, proof). The older STAT# items counted any answer; unread.
+    return {"pk": f"STAT2#{operator}#{channel}#{month}"}
 
 
 def counter_update(table_name: str, counts: stats.Counts) -> dict:

@@ -76,7 +76,7 @@ def repeats_last_answer(request: Request, reply: str) -> bool:
 
 
 def answer(postman: Postman, request: Request, reply: str, *, now: datetime,
-           evidence: Sequence[str] = ()) -> bool:
+           evidence: Sequence[str] = (), mailed: bool = False) -> bool:
     """Record the traveller's answer; a line still active gets its escalation at once.
 
     ``evidence`` (policy.EVIDENCE values) says what a "cancelled" answer rests on; it is
@@ -96,7 +96,8 @@ def answer(postman: Postman, request: Request, reply: str, *, now: datetime,
                                    tz=ZoneInfo(request.timezone))
     evidence = sorted(set(evidence) & set(policy.EVIDENCE)) if reply == "cancelled" else []
     what = f"answer:{reply}" + (f":{'+'.join(evidence)}" if evidence else "")
-    counts = stats.answer_counts(request, reply, evidence=evidence, now=now)
+    # Counted only through a link that reached the mailbox (``mailed``): see tracker.stats.
+    counts = stats.answer_counts(request, reply, evidence=evidence, now=now, mailed=mailed)
     if not postman.store.save(request, progress, what=what, now=now,
                               extra={"evidence": evidence} if evidence else None,
                               counts=counts):

@@ -76,7 +76,7 @@ def _load(token: str, purpose: str) -> Request:
     # POST it unattended); it only ever stops mail for the one request.
     days = None if purpose == "unsubscribe" else current_app.config["LINK_MAX_AGE_DAYS"]
     try:
-        request_id = tokens.read(
+        request_id, g.link_mailed = tokens.read_link(
             config.signing_keys(current_app.config), purpose, token,
             max_age_seconds=days * 86400 if days else 2**62)
     except tokens.ExpiredToken:
@@ -223,7 +223,8 @@ def _answer(found: Request, reply: str, evidence: list[str] = ()) -> None:
         if found is None or found.progress.status not in policy.ANSWERABLE:
             return
         try:
-            tracking.answer(_postman(), found, reply, now=_now(), evidence=evidence)
+            tracking.answer(_postman(), found, reply, now=_now(), evidence=evidence,
+                            mailed=g.link_mailed)
             return
         except tracking.Conflict:
             found = _postman().store.get(found.id)
