@@ -58,7 +58,10 @@ KEY_RETENTION = timedelta(days=730)
 # An old pepper is looked up until every suppression written under it has expired
 # (feedback.SUPPRESSION_TTL, 365 days) and the TTL sweep has removed it.
 PEPPER_RETENTION = timedelta(days=400)
-# SSM's standard tier holds 4 KB a value; past it, wait for old keys to leave the ring.
+# SSM's standard tier holds 4096 characters a value ("Standard tier parameters support a
+# maximum parameter value of 4096 characters", its ValidationException; see
+# https://docs.aws.amazon.com/systems-manager/latest/userguide/parameter-store-advanced-parameters.html):
+# past it, wait for old keys to leave the ring. 64-character keys: some 50 fit.
 MAX_VALUE = 4096
 PENDING = "next"
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
