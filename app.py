@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from tracker import (
     aws,
     config,
     i18n,
+    limits,
     logs,
     mail,
     metrics,
@@ -101,9 +103,15 @@ def _postman(app: Flask) -> Postman:
     cfg = app.config
     defaults = policy.Rules()
     store = Store(_LazyTable(cfg["TABLE_NAME"]), lease_seconds=cfg["LEASE_SECONDS"],
-                  # The pepper is read when a key is made: on Lambda it arrives after this.
+                  # The peppers are read when a key is made: on Lambda they arrive after
+                  # this, at the first invocation (handlers/entry.py).
                   address_key=lambda address: suppression.address_key(
-                      config.address_pepper(cfg), address))
+                      config.address_pepper(cfg), address),
+                  older_address_keys=lambda address: [
+                      suppression.address_key(p, address)
+                      for p in config.address_peppers(cfg)[1:]],
+                  stats_place=lambda address, operator, month: limits.stats_place(
+                      config.address_pepper(cfg), address, operator, month))
     measurements = app.extensions["stats"] = stats.Measurements(
         store.stats_rows, ttl=cfg["STATS_CACHE_SECONDS"], clock=time.monotonic,
         # Any failure to read them (botocore's connection errors are no StoreError) falls
@@ -161,12 +169,31 @@ def _count_form_posts(response):
 def _error_page(error):
     code = getattr(error, "code", 500) or 500
     if code == 500:
-        # By the route's endpoint (``web.check``), never the path: links carry tokens.
+        # What failed and where, never what it said: an exception's text may hold an
+        # address or a token. The endpoint names the route (``web.check``), never the
+        # path, which carries tokens; ``where`` is the innermost frame of the raise.
+        # The tracker's own logger, so the line is JSON on Lambda too.
         original = getattr(error, "original_exception", None) or error
-        logging.getLogger(__name__).error(
-            "unhandled error in %s", request.endpoint if has_request_context() else None,
-            exc_info=(type(original), original, original.__traceback__))
+        found = {"error": type(original).__name__,
+                 "endpoint": request.endpoint if has_request_context() else None,
+                 "where": _where(original.__traceback__)}
+        logging.getLogger("tracker.errors").error(
+            "unhandled error {error} in {endpoint} at {where}".format(**found), extra=found)
     return render_template("error.html", code=code), code
+
+
+def _where(tb) -> str | None:
+    """``file:line:function`` of a traceback's innermost frame, the file relative to the
+    project (or to site-packages) so the line names code, never a machine's paths."""
+    if tb is None:
+        return None
+    frame = traceback.extract_tb(tb)[-1]
+    path = Path(frame.filename)
+    try:
+        name = path.resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        name = path.as_posix().rpartition("site-packages/")[2] or path.name
+    return f"{name}:{frame.lineno}:{frame.name}"
 
 
 def _store_unavailable(error):

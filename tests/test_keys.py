@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.helpers import link, local_path, stored_requests, submit
+from tests.helpers import VALID, link, local_path, stored_requests, submit
 from tests.test_tokens import LEGACY
 from tracker import config, suppression, tokens
 
@@ -85,3 +85,25 @@ def test_the_key_ring_and_the_pepper_are_read_from_the_environment(monkeypatch):
     monkeypatch.delenv("ADDRESS_PEPPER")
     settings = config.from_environment()
     assert settings["SECRET_KEY_FALLBACKS"] == [] and config.address_pepper(settings) == NEW
+
+
+def _carry_cookies(source, target) -> None:
+    """The browser is the same across apps: give ``target`` the cookies ``source`` has."""
+    for cookie in source._cookies.values():
+        target.set_cookie(cookie.key, cookie.value, domain=cookie.domain, path=cookie.path)
+
+
+def test_a_form_sent_again_across_a_rotation_stays_one_request(app, client, outbox, table):
+    page = client.get("/").get_data(as_text=True)
+    import re
+
+    fields = dict(re.findall(r'name="(csrf_token|submission_id)" type="hidden" '
+                             r'value="([^"]*)"', page))
+    data = dict(VALID, **fields)
+    assert client.post("/", data=data).status_code == 303
+    # The key rotates; the traveller presses "back" and sends the very same form again.
+    after = _rotated_app(app).test_client()
+    _carry_cookies(client, after)
+    again = after.post("/", data=data)
+    assert again.status_code == 303
+    assert len(stored_requests(table)) == 1 and len(outbox()) == 1

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import urllib.request
+from datetime import UTC, datetime
 
 import pytest
 from cfnlint.decode import decode
@@ -40,7 +41,7 @@ def ssm(moto_endpoint):
 
 def test_app_reads_its_three_secrets_from_its_stages_ssm_path(ssm, monkeypatch):
     secret.ensure(ssm, "/esim-tracker/prod/")
-    secret.rotate(ssm, "/esim-tracker/prod/")
+    secret.rotate(ssm, "/esim-tracker/prod/", now=datetime.now(UTC))
     ssm.put_parameter(Name="/esim-tracker/dev/SECRET_KEY", Value="dev-key",
                       Type="SecureString")
     stored = {name: ssm.get_parameter(Name=f"/esim-tracker/prod/{name}", WithDecryption=True)
@@ -49,7 +50,9 @@ def test_app_reads_its_three_secrets_from_its_stages_ssm_path(ssm, monkeypatch):
     monkeypatch.setenv("SECRET_KEY", "a-stale-variable-loses")
     settings = config.from_environment()
     assert settings["SECRET_KEY"] == stored["SECRET_KEY"] != "dev-key"
-    assert len(stored["SECRET_KEY_FALLBACKS"].split(",")) == 1
+    # The published key verifies; the mark that says so is deploy.secret's alone.
+    [published] = stored["SECRET_KEY_FALLBACKS"].split(",")
+    assert settings["SECRET_KEY_FALLBACKS"] == [published.removesuffix(":next")]
     assert len(stored["ADDRESS_PEPPER"]) >= 32
 
 
@@ -68,13 +71,12 @@ def test_secret_command_creates_once_never_replaces_and_rotation_keeps_the_old_k
     assert secret.ensure(ssm, path) == {"SECRET_KEY": False, "ADDRESS_PEPPER": False}
     assert config.stored_secrets.__wrapped__(path) == first
     assert ssm.get_parameter(Name=path + "SECRET_KEY")["Parameter"]["Type"] == "SecureString"
-    for _ in range(secret.MAX_FALLBACKS + 1):
-        secret.rotate(ssm, path)
+    secret.rotate(ssm, path, now=datetime.now(UTC))
     after = config.stored_secrets.__wrapped__(path)
-    fallbacks = after["SECRET_KEY_FALLBACKS"].split(",")
-    assert after["SECRET_KEY"] != first["SECRET_KEY"]
-    assert len(fallbacks) == secret.MAX_FALLBACKS and first["SECRET_KEY"] not in fallbacks
-    assert after["ADDRESS_PEPPER"] == first["ADDRESS_PEPPER"]  # never rotated
+    # Published, not promoted: the key that signs stays until --promote.
+    assert after["SECRET_KEY"] == first["SECRET_KEY"]
+    assert config.ring_keys(after["SECRET_KEY_FALLBACKS"]) != [first["SECRET_KEY"]]
+    assert after["ADDRESS_PEPPER"] == first["ADDRESS_PEPPER"]  # a key rotation keeps it
 
 
 def test_secret_command_adopts_the_key_an_older_deploy_left_on_the_function(ssm):

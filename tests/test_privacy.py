@@ -165,3 +165,27 @@ def test_closed_requests_expire_after_90_days(client, runner, outbox, table, clo
                  "third@example.org": datetime(2026, 9, 28, 5, 0, tzinfo=UTC)}
     for email, item in items.items():
         assert expiry_of(item) == closed_at[email] + timedelta(days=90), email
+
+
+def test_an_unhandled_error_logs_its_type_and_place_never_its_text(
+        app, client, outbox, monkeypatch, every_log_line):
+    """A 500 logs what failed and where (endpoint, innermost frame), not what it said:
+    an exception's message may hold anything, an address included."""
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # as in production: a 500 page, logged
+    submit(client, email=EMAIL, requested_on="2026-09-14")
+    manage = local_path(link(outbox()[0], "/manage/"))
+    store = app.extensions["tracker"].store
+
+    def broken(request_id):
+        raise LookupError(f"no item for {EMAIL} (request {request_id})")
+
+    monkeypatch.setattr(store, "get", broken)
+    every_log_line()  # forget what the submission logged
+    assert client.get(manage).status_code == 500
+
+    lines = every_log_line()
+    [entry] = [json.loads(line) for line in lines if "unhandled error" in line]
+    assert entry["error"] == "LookupError" and entry["endpoint"] == "web.manage"
+    assert entry["where"].endswith(":broken")  # file:line:function of the raise
+    assert "exception" not in entry
+    assert not any(EMAIL in line or ANY_ADDRESS.search(line) for line in lines)

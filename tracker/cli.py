@@ -75,9 +75,9 @@ def stats_group(ctx, as_json):
                                measurements.min_requests,
                                "cells": [s.as_dict() for s in summaries]}, indent=2))
         return
-    click.echo(f"last {stats.WINDOW_MONTHS} months; cells under "
-               f"{measurements.min_requests} requests show nothing")
-    click.echo(_STATS_ROW.format("operator", "channel", "requests", "confirmed", "median",
+    click.echo(f"last {stats.WINDOW_MONTHS} months; a figure from under "
+               f"{measurements.min_requests} answers shows nothing")
+    click.echo(_STATS_ROW.format("operator", "channel", "answered", "confirmed", "median",
                                  "p80", "active@1st", "evidence"))
     for s in summaries:
         channel = s.channel or "all"
@@ -87,7 +87,8 @@ def stats_group(ctx, as_json):
             continue
         share = s.still_active_share
         click.echo(_STATS_ROW.format(
-            s.operator, channel, s.requests, s.confirmed, _or_dash(s.median),
+            s.operator, channel, _or_dash(s.as_dict()["answered"]),
+            _or_dash(s.as_dict()["confirmed_terminations"]), _or_dash(s.median),
             _or_dash(s.p80), f"{share:.0%}" if share is not None else "-",
             " ".join(f"{k}:{v:.0%}" for k, v in s.evidence_shares.items()) or "-"))
 

@@ -6,6 +6,7 @@ import functools
 import logging
 import math
 import os
+import re
 import secrets
 
 from tracker import aws
@@ -99,11 +100,19 @@ def secret_settings(environ) -> dict:
     return found
 
 
+# A ring value is comma-separated keys; deploy/secret.py marks each with its state
+# (``<key>:next`` published, ``<key>:2026-12-04`` retired that day), which only it reads.
+_RING_MARK = re.compile(r":(?:next|\d{4}-\d{2}-\d{2})$")
+
+
+def ring_keys(value: str) -> list[str]:
+    """The keys of a ring value, in order, without deploy.secret's marks."""
+    return [_RING_MARK.sub("", key.strip()) for key in value.split(",") if key.strip()]
+
+
 def key_ring_from_environment(environ=os.environ) -> dict:
     """``SECRET_KEY_FALLBACKS`` (comma-separated) and ``ADDRESS_PEPPER``, when set."""
-    found = {"SECRET_KEY_FALLBACKS": [
-        key.strip() for key in environ.get("SECRET_KEY_FALLBACKS", "").split(",")
-        if key.strip()]}
+    found = {"SECRET_KEY_FALLBACKS": ring_keys(environ.get("SECRET_KEY_FALLBACKS", ""))}
     if environ.get("ADDRESS_PEPPER"):
         found["ADDRESS_PEPPER"] = environ["ADDRESS_PEPPER"]
     return found
@@ -113,17 +122,24 @@ def signing_keys(config) -> list[str]:
     """The key ring, current key first: ``SECRET_KEY`` signs, every one verifies."""
     fallbacks = config.get("SECRET_KEY_FALLBACKS") or []
     if isinstance(fallbacks, str):  # set by hand as in the environment
-        fallbacks = fallbacks.split(",")
+        fallbacks = ring_keys(fallbacks)
     return [config["SECRET_KEY"], *(k.strip() for k in fallbacks if k.strip())]
 
 
-def address_pepper(config) -> str:
-    """The never-rotated key of suppression items and abuse counters.
+def address_peppers(config) -> list[str]:
+    """The peppers that key suppressions, abuse counters and the stats' mailbox items:
+    the first writes, every one is looked up (more than one only after a pepper leak,
+    until the old one's items have expired; see deploy/secret.py).
 
     Unset, it is ``SECRET_KEY``: the key those items were made with before the pepper
-    existed, so they stay valid. Set it to that value before rotating ``SECRET_KEY``.
+    existed, so they stay valid. ``deploy.secret`` pins it before any rotation.
     """
-    return config.get("ADDRESS_PEPPER") or config["SECRET_KEY"]
+    return ring_keys(config.get("ADDRESS_PEPPER") or "") or [config["SECRET_KEY"]]
+
+
+def address_pepper(config) -> str:
+    """The pepper that keys what is written now (the first of ``address_peppers``)."""
+    return address_peppers(config)[0]
 
 
 @functools.cache

@@ -35,13 +35,14 @@ def external_url(endpoint: str, **values) -> str:
     return current_app.config["BASE_URL"].rstrip("/") + path
 
 
-def links(request: Request) -> dict[str, str]:
-    """The signed links every email and page about this request may carry."""
+def links(request: Request, *, mailed: bool = False) -> dict[str, str]:
+    """The signed links every email (``mailed``) and page about this request may carry."""
     secret = current_app.config["SECRET_KEY"]
     lang = request.lang
 
     def link(endpoint: str, purpose: str) -> str:
-        return external_url(endpoint, token=tokens.make(secret, purpose, request.id), lang=lang)
+        token = tokens.make(secret, purpose, request.id, mailed=mailed)
+        return external_url(endpoint, token=token, lang=lang)
 
     urls = {"check": link("web.check", "check"), "manage": link("web.manage", "manage"),
             "unsubscribe": link("web.unsubscribe", "unsubscribe")}
@@ -101,7 +102,7 @@ def compose(request: Request) -> Message:
 def _render(template: str, request: Request, subject, **extra) -> Message:
     """Both parts of ``emails/<template>`` in the request's language, and the headers
     every email carries (RFC 8058 one-click unsubscribe)."""
-    urls = links(request)
+    urls = links(request, mailed=True)  # only these prove the mailbox (stats)
     with force_locale(request.lang):
         subject = str(subject)
         context = dict(request=request, operator=operators.for_request(request.operator),

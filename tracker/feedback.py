@@ -102,11 +102,13 @@ def apply(store: Store, feedback: Feedback, *, now: datetime) -> Counter:
     """Suppress the feedback's addresses and stop every pending email to them."""
     counts = Counter()
     for address in feedback.addresses:
-        addr_key = store.address_key(address)
+        addr_key, *older = store.address_keys(address)
         store.suppress(addr_key, reason=feedback.kind, now=now, until=now + SUPPRESSION_TTL)
         counts["suppressed"] += 1
-        for request_id in store.requests_to(addr_key):
-            counts["stopped"] += _stop(store, request_id, feedback.kind, now=now)
+        # Requests stored under an older pepper keep its key until re-keyed (deploy.secret).
+        for key in (addr_key, *older):
+            for request_id in store.requests_to(key):
+                counts["stopped"] += _stop(store, request_id, feedback.kind, now=now)
     return counts
 
 

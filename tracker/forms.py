@@ -49,13 +49,14 @@ def today_in_baku(now: datetime) -> date:
 # The form's hidden ``submission_id`` makes a double click store one request. The server
 # mints it, signs it, and binds it to the browser's session (the CSRF secret Flask-WTF
 # keeps there): an id planted from elsewhere, or copied from another traveller's page,
-# does not verify, and the form gets a fresh one instead.
+# does not verify, and the form gets a fresh one instead. The ring key that signed it
+# also keys the request id (web.form): a form sent again after a key rotation, or to a
+# container that signs with another key of the ring, is still the same request.
 SUBMISSION_SALT = "esim-tracker/submission-id"
 
 
-def _submission_serializer() -> URLSafeSerializer:
-    keys = config.signing_keys(current_app.config)
-    return URLSafeSerializer(list(reversed(keys)), salt=SUBMISSION_SALT,
+def _submission_serializer(key: str) -> URLSafeSerializer:
+    return URLSafeSerializer(key, salt=SUBMISSION_SALT,
                              signer_kwargs={"digest_method": hashlib.sha256})
 
 
@@ -66,23 +67,27 @@ def _session_binding() -> str:
     return hashlib.sha256(session[name].encode()).hexdigest()[:32]
 
 
-def mint_submission_id() -> tuple[str, str]:
-    """A fresh random submission key and its signed, session-bound form value."""
-    key = secrets.token_urlsafe(16)
-    return key, _submission_serializer().dumps([key, _session_binding()])
+def mint_submission_id() -> tuple[str, str, str]:
+    """A fresh random submission key, its signed session-bound form value, and the ring
+    key that signed it (the current one)."""
+    key, signer = secrets.token_urlsafe(16), current_app.config["SECRET_KEY"]
+    return key, _submission_serializer(signer).dumps([key, _session_binding()]), signer
 
 
-def read_submission_id(value: str | None) -> str | None:
-    """The key of a submission id this server issued to this session; None otherwise."""
+def read_submission_id(value: str | None) -> tuple[str, str] | None:
+    """The key of a submission id this server issued to this session, and the ring key
+    that signed it; None for anything else."""
     if not value or len(value) > 200:
         return None
-    try:
-        key, binding = _submission_serializer().loads(value)
-    except (BadData, TypeError, ValueError):
-        return None
-    if not isinstance(key, str) or binding != _session_binding():
-        return None
-    return key
+    for signer in config.signing_keys(current_app.config):
+        try:
+            key, binding = _submission_serializer(signer).loads(value)
+        except (BadData, TypeError, ValueError):
+            continue
+        if not isinstance(key, str) or binding != _session_binding():
+            return None
+        return key, signer
+    return None
 
 
 def parse_az_mobile(text: str) -> str:
@@ -162,9 +167,12 @@ class RequestForm(FlaskForm):
             SelectChoice(op.code, op.name) for op in operators.OPERATORS.values()] + [
             SelectChoice(operators.RESELLER, RESELLER_CHOICE)]
         # One id per filled-in form: a double click or a re-post stores one request.
-        self.submission_key = read_submission_id(self.submission_id.data)
-        if self.submission_key is None:
-            self.submission_key, self.submission_id.data = mint_submission_id()
+        found = read_submission_id(self.submission_id.data)
+        if found is None:
+            self.submission_key, self.submission_id.data, self.submission_secret = (
+                mint_submission_id())
+        else:
+            self.submission_key, self.submission_secret = found
         self.national_number = None
         self.normalised_email = None
 

@@ -9,9 +9,10 @@ from zoneinfo import ZoneInfo
 from flask import g, request
 from flask_babel import lazy_gettext as _l
 from flask_babel import refresh
-from flask_wtf.csrf import _FlaskFormCSRF  # private, but the only hook for its messages
 from flask_wtf.i18n import translations as wtforms_bundle
 from wtforms.validators import ValidationError
+
+from tracker.csrf import RingCSRF
 
 LANGUAGES = ("en", "zh", "az", "ru")
 NAMES = {"en": "English", "zh": "中文", "az": "Azərbaycanca", "ru": "Русский"}
@@ -115,8 +116,9 @@ class FormTranslations:
         return str(ours) if ours is not None else wtforms_bundle.ngettext(singular, plural, n)
 
 
-class TranslatedCSRF(_FlaskFormCSRF):
-    """Flask-WTF's CSRF check, whose reasons are English-only, with one translated message."""
+class TranslatedCSRF(RingCSRF):
+    """The ring's CSRF check (Flask-WTF's reasons are English-only), with one translated
+    message."""
 
     def validate_csrf_token(self, form, field):
         try:

@@ -115,6 +115,47 @@ def mailbox_of(address: str) -> str:
     return f"{local}@{domain}"
 
 
+# Where one address is one account that costs an attacker something (a phone number, a
+# sign-up): the big free providers our travellers use. Anywhere else, whoever holds the
+# domain holds every address in it, so the stats count the whole domain as one mailbox.
+PERSONAL_PROVIDERS = frozenset({
+    "gmail.com", "outlook.com", "hotmail.com", "live.com", "msn.com", "yahoo.com",
+    "icloud.com", "me.com", "mac.com", "aol.com", "proton.me", "protonmail.com",
+    "gmx.com", "gmx.de", "web.de", "yandex.ru", "yandex.com", "ya.ru", "mail.ru",
+    "bk.ru", "inbox.ru", "list.ru", "rambler.ru", "qq.com", "foxmail.com", "163.com",
+    "126.com", "yeah.net", "sina.com", "sohu.com", "aliyun.com", "mail.az"})
+# Second-level labels under which a country's registry sells names (example.com.az).
+_SECOND_LEVELS = frozenset({"com", "co", "net", "org", "gov", "edu", "ac", "or", "ne"})
+
+
+def stats_identity(address: str) -> str:
+    """Who an address stands for in the stats: its mailbox at a big free provider, else
+    its registered domain (``@example.com`` for any address at any of its subdomains).
+
+    Grouping too much only leaves an honest answer uncounted; too little would let one
+    domain's owner count as many travellers as they invent addresses.
+    """
+    mailbox = mailbox_of(address)
+    domain = mailbox.rpartition("@")[2]
+    if domain in PERSONAL_PROVIDERS:
+        return mailbox
+    labels = domain.split(".")
+    keep = 3 if len(labels) >= 3 and labels[-2] in _SECOND_LEVELS and len(
+        labels[-1]) == 2 else 2
+    return "@" + ".".join(labels[-keep:])
+
+
+def stats_place(secret: str, address: str, operator: str, month: str) -> tuple[str, int]:
+    """The key of an address's one counted place for an operator and month (an HMAC
+    keyed with the pepper: no address in clear) and when the item may expire: once the
+    month has left the stats' twelve-month window."""
+    year, number = (int(part) for part in month.split("-"))
+    year, number = year + (number + 12) // 12, (number + 12) % 12 + 1
+    expires = int(datetime(year, number, 1, tzinfo=UTC).timestamp())
+    subject = f"{stats_identity(address)}\0{operator}\0{month}"
+    return f"STATPLACE#{keyed_hash(secret, 'stats_place', subject)}", expires
+
+
 def _quotas(config: Mapping, now: datetime, *specs) -> tuple[Quota, ...]:
     """The quotas of (name, subject, window, setting) specs, less the unlimited ones."""
     pepper = address_pepper(config)

@@ -42,3 +42,6 @@ class Request:
     # A reseller eSIM's plan end date, for its one reminder to delete the profile.
     plan_ends_on: date | None = None
     counted: bool = False  # in the stats counters (new requests are; old ones once backfilled)
+    # Its mailbox's one counted request for its operator and month (stats): True when it
+    # took that place, False when another request had, None before its first counted answer.
+    voice: bool | None = None

@@ -160,7 +160,8 @@ def _parse_request(item: dict) -> Request:
         evidence=tuple(item.get("evidence", ())),
         plan_ends_on=(date.fromisoformat(item["plan_ends_on"])
                       if item.get("plan_ends_on") else None),
-        counted=bool(item.get("stats_counted")))
+        counted=bool(item.get("stats_counted")),
+        voice=None if item.get("stats_voice") is None else bool(item["stats_voice"]))
 
 
 def _update(fields: dict, *extra_sets: str) -> tuple[str, dict, dict]:
@@ -196,11 +197,24 @@ class Store:
     """Requests in DynamoDB; takes its boto3 Table so tests can hand it any."""
 
     def __init__(self, table, *, lease_seconds: int = 120,
-                 address_key: Callable[[str], str] | None = None):
+                 address_key: Callable[[str], str] | None = None,
+                 older_address_keys: Callable[[str], list[str]] | None = None,
+                 stats_place: Callable[[str, str, str], tuple[str, int]] | None = None):
         self.table = table
+        # (address, operator, month) -> the key and expiry of its one counted place in
+        # the stats (limits.stats_place with the pepper); None: no such limit (tests)
+        self.stats_place = stats_place
         self.lease = timedelta(seconds=lease_seconds)
-        # address -> "SUPP#<keyed hash>" (tracker.suppression.address_key with the secret)
+        # address -> "SUPP#<keyed hash>" (tracker.suppression.address_key with the pepper)
         self.address_key = address_key
+        # The same under older peppers, still looked up after a pepper leak (deploy/secret)
+        self.older_address_keys = older_address_keys or (lambda address: [])
+
+    def address_keys(self, address: str) -> list[str]:
+        """Every key a suppression of ``address`` may have: the current pepper's first."""
+        if not self.address_key:
+            return []
+        return [self.address_key(address), *self.older_address_keys(address)]
 
     @_unreachable_is_unavailable
     def create(self, request: Request, *, now: datetime, lease_owner: str | None = None,
@@ -234,9 +248,9 @@ class Store:
                         lease_until=int(((lease_now or now) + self.lease).timestamp()))
         put = {"Put": {"TableName": self.table.name, "Item": item,
                        "ConditionExpression": "attribute_not_exists(pk)"}}
-        counts = stats.on_submit(request.operator, request.channel, request.requested_on)
-        writes = [put] + ([counter_update(self.table.name, counts)] if counts else [])
-        failed = self._transact(writes, quotas, suppression_key=item.get("addr_key"))
+        writes = [put]  # the stats count answers, not submissions anyone can make
+        failed = self._transact(writes, quotas,
+                                suppression_keys=self.address_keys(request.email))
         return 0 not in failed  # the request exists: a re-post, whatever else failed
 
     @_unreachable_is_unavailable
@@ -245,27 +259,26 @@ class Store:
 
         Raises Suppressed or OverLimit, and then nothing is counted.
         """
-        key = self.address_key(address) if address and self.address_key else None
-        self._transact([], quotas, suppression_key=key)
+        self._transact([], quotas, suppression_keys=self.address_keys(address) if address
+                       else [])
 
     def _transact(self, writes: list[dict], quotas: Sequence[Quota], *,
-                  suppression_key: str | None) -> set[int]:
+                  suppression_keys: Sequence[str]) -> set[int]:
         """Run ``writes`` guarded by the suppression check and the quotas, all or nothing.
 
         Returns the indexes of ``writes`` whose own condition failed; raises Suppressed
         or OverLimit when a guard failed and no write did.
         """
         guards = [_bump(self.table.name, q) for q in quotas]
-        if suppression_key:
-            guards.append({"ConditionCheck": {
-                "TableName": self.table.name, "Key": {"pk": suppression_key},
-                "ConditionExpression": "attribute_not_exists(pk)"}})
+        guards += [{"ConditionCheck": {
+            "TableName": self.table.name, "Key": {"pk": key},
+            "ConditionExpression": "attribute_not_exists(pk)"}} for key in suppression_keys]
         reasons = self._transact_items(writes + guards)
         failed = {i for i, code in enumerate(reasons) if code == "ConditionalCheckFailed"}
         mine = {i for i in failed if i < len(writes)}
         if mine or not failed:
             return mine
-        if suppression_key and len(writes) + len(quotas) in failed:
+        if any(i >= len(writes) + len(quotas) for i in failed):
             raise Suppressed()
         raise OverLimit(next(q for i, q in enumerate(quotas, len(writes)) if i in failed))
 
@@ -359,16 +372,17 @@ class Store:
         email, and why its address must not be mailed (None when it may).
 
         One TransactGetItems, strongly consistent, of the request and the address's
-        suppression item: an answer, a stop or a delete since the claim dropped the lease
+        suppression items: an answer, a stop or a delete since the claim dropped the lease
         or moved ``next_key``. A transaction conflict means one is being written right
         now: not ours either.
         """
         gets = [{"Get": {"TableName": self.table.name, "Key": _key(request.id),
                          "ProjectionExpression": "lease_owner, next_key"}}]
-        if self.address_key:
-            gets.append({"Get": {
-                "TableName": self.table.name, "Key": {"pk": self.address_key(request.email)},
-                "ProjectionExpression": "#r", "ExpressionAttributeNames": {"#r": "reason"}}})
+        # Every key a suppression of the address may have (older peppers after a leak).
+        gets += [{"Get": {"TableName": self.table.name, "Key": {"pk": key},
+                          "ProjectionExpression": "#r",
+                          "ExpressionAttributeNames": {"#r": "reason"}}}
+                 for key in self.address_keys(request.email)]
         try:
             answer = self.table.meta.client.transact_get_items(TransactItems=gets)
         except errors.ClientError as exc:
@@ -378,7 +392,7 @@ class Store:
         found = [entry.get("Item") or {} for entry in answer["Responses"]]
         ours = (found[0].get("lease_owner") == owner
                 and found[0].get("next_key") == request.progress.next_key)
-        return ours, (found[1].get("reason") if len(found) > 1 else None)
+        return ours, next((item["reason"] for item in found[1:] if item.get("reason")), None)
 
     @_unreachable_is_unavailable
     def quarantine(self, key: str, *, now: datetime) -> bool:
@@ -440,6 +454,18 @@ class Store:
         """
         # Dropping a job's lease is safe: its record() is conditional on holding it, so
         # the traveller's change wins and the pending email it replaced is never recorded.
+        if counts and counts.claim and self.stats_place:
+            # The request's first counted answer: it takes its mailbox's place for this
+            # operator and month, or, if another request holds it, counts nothing.
+            place = self.stats_place(request.email, counts.operator, counts.month)
+            expression, names, values = _change(progress, what, now,
+                                                dict(extra or {}, stats_voice=1))
+            values[":version"] = request.version
+            taken = self._counted_update(request.id, expression, names, values,
+                                         "#ver = :version", counts, place=place)
+            if taken is not None:
+                return taken
+            extra, counts = dict(extra or {}, stats_voice=0), None
         expression, names, values = _change(progress, what, now, extra)
         values[":version"] = request.version
         return self._conditional_update(request.id, expression, names, values,
@@ -496,14 +522,14 @@ class Store:
 
         The job reads it inside ``confirm``; this is for maintainers' tools (make smoke).
         """
-        if not self.address_key:
-            return None
-        try:
-            item = self.table.get_item(Key={"pk": self.address_key(address)},
-                                       ConsistentRead=True).get("Item")
-        except errors.ClientError as exc:
-            raise StoreError("get_item of suppression failed") from exc
-        return item["reason"] if item else None
+        for key in self.address_keys(address):
+            try:
+                item = self.table.get_item(Key={"pk": key}, ConsistentRead=True).get("Item")
+            except errors.ClientError as exc:
+                raise StoreError("get_item of suppression failed") from exc
+            if item:
+                return item["reason"]
+        return None
 
     @_unreachable_is_unavailable
     def requests_to(self, addr_key: str) -> list[str]:
@@ -546,13 +572,24 @@ class Store:
     # personal data: they outlive the requests' TTL and their deletion.
 
     def _counted_update(self, request_id, expression, names, values, condition,
-                        counts: stats.Counts) -> bool:
-        """The request's conditional update and its counters, all or nothing."""
+                        counts: stats.Counts, *,
+                        place: tuple[str, int] | None = None) -> bool | None:
+        """The request's conditional update and its counters, all or nothing; with a
+        ``place`` (key, expiry), also its mailbox's place, on the condition that no
+        other request holds it. None when only that place was taken."""
         update = {"Update": {
             "TableName": self.table.name, "Key": _key(request_id),
             "UpdateExpression": expression, "ConditionExpression": condition,
             "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}}
-        reasons = self._transact_items([update, counter_update(self.table.name, counts)])
+        items = [update, counter_update(self.table.name, counts)]
+        if place:
+            items.append({"Put": {
+                "TableName": self.table.name,
+                "Item": {"pk": place[0], "expires": place[1]},
+                "ConditionExpression": "attribute_not_exists(pk)"}})
+        reasons = self._transact_items(items)
+        if place and reasons and reasons[0] == "None" and reasons[2] != "None":
+            return None
         return not reasons
 
     def stats_rows(self, months: Sequence[str]) -> list[stats.Row]:
@@ -614,20 +651,38 @@ class Store:
                     for parts in [e.what.split(":")]]
         counts = stats.replay(request.operator, request.channel, request.requested_on,
                               answered)
-        mark = {"Update": {
-            "TableName": self.table.name, "Key": _key(request.id),
-            "UpdateExpression": "SET #c = :one, #ver = #ver + :one",
-            "ConditionExpression": "attribute_not_exists(#c) AND #ver = :version",
-            "ExpressionAttributeNames": {"#c": "stats_counted", "#ver": "version"},
-            "ExpressionAttributeValues": {":one": 1, ":version": request.version}}}
-        counters = [counter_update(self.table.name, counts)] if counts else []
-        if self._transact_items([mark, *counters]):
-            return "raced"  # marked meanwhile, or answered: a second run counts it
-        return "counted" if counts else "skipped"
+        place = (self.stats_place(request.email, counts.operator, counts.month)
+                 if counts and self.stats_place else None)
+        for claim in ((True, False) if place else (False,)):
+            mark = {"Update": {
+                "TableName": self.table.name, "Key": _key(request.id),
+                "UpdateExpression": "SET #c = :one, #ver = #ver + :one"
+                                    + (", #v = :voice" if place else ""),
+                "ConditionExpression": "attribute_not_exists(#c) AND #ver = :version",
+                "ExpressionAttributeNames": {"#c": "stats_counted", "#ver": "version",
+                                             **({"#v": "stats_voice"} if place else {})},
+                "ExpressionAttributeValues": {":one": 1, ":version": request.version,
+                                              **({":voice": int(claim)} if place else {})}}}
+            items = [mark]
+            if counts and (claim or not place):
+                items.append(counter_update(self.table.name, counts))
+            if claim:
+                items.append({"Put": {
+                    "TableName": self.table.name,
+                    "Item": {"pk": place[0], "expires": place[1]},
+                    "ConditionExpression": "attribute_not_exists(pk)"}})
+            reasons = self._transact_items(items)
+            if not reasons:
+                return "counted" if counts and (claim or not place) else "skipped"
+            if not (claim and reasons[0] == "None"):
+                return "raced"  # marked meanwhile, or answered: a second run counts it
+        return "raced"
 
 
 def _stats_key(operator: str, channel: str, month: str) -> dict:
-    return {"pk": f"STAT#{operator}#{channel}#{month}"}
+    # STAT2#: the counters of what the stats count since issue 19 (emailed links, one
+    # request per mailbox, proof). The older STAT# items counted any answer; unread.
+    return {"pk": f"STAT2#{operator}#{channel}#{month}"}
 
 
 def counter_update(table_name: str, counts: stats.Counts) -> dict:

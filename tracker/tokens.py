@@ -75,16 +75,32 @@ def _serializer(keys: str | Sequence[str], purpose: str,
         signer=_ClockedSigner, signer_kwargs={"digest_method": hashlib.sha256, "now": now})
 
 
+# A link put in an email carries this mark beside its request id: only such a link
+# proves its holder reads the request's mailbox (the stats count only answers given
+# through one). A page's link (the confirmation page's check link) has none.
+_MAILED = "mail"
+
+
 def make(keys: str | Sequence[str], purpose: str, request_id: str, *,
-         now: float | None = None) -> str:
-    """Sign ``request_id`` for one purpose with the ring's first key, stamped with ``now``."""
-    return _serializer(keys, purpose, now).dumps(request_id)
+         now: float | None = None, mailed: bool = False) -> str:
+    """Sign ``request_id`` for one purpose with the ring's first key, stamped with ``now``;
+    ``mailed`` for a link that goes into an email."""
+    return _serializer(keys, purpose, now).dumps([request_id, _MAILED] if mailed
+                                                 else request_id)
 
 
 def read(keys: str | Sequence[str], purpose: str, token: str, *, max_age_seconds: int,
          now: float | None = None) -> str:
     """Return the request id in ``token``, or raise BadToken / ExpiredToken."""
+    return read_link(keys, purpose, token, max_age_seconds=max_age_seconds, now=now)[0]
+
+
+def read_link(keys: str | Sequence[str], purpose: str, token: str, *,
+              max_age_seconds: int, now: float | None = None) -> tuple[str, bool]:
+    """The request id in ``token`` and whether the link was made for an email (links of
+    the previous format: no), or raise BadToken / ExpiredToken."""
     serializer = _serializer(keys, purpose)
+    mailed = False
     if len(token) > _MAX_TOKEN:
         raise BadToken("too long")
     if "." not in token:
@@ -100,11 +116,14 @@ def read(keys: str | Sequence[str], purpose: str, token: str, *, max_age_seconds
         except BadData as exc:
             raise BadToken("bad signature") from exc
         issued = stamped.timestamp()
+        if isinstance(request_id, list) and len(request_id) == 2 and (
+                request_id[1] == _MAILED):
+            request_id, mailed = request_id[0], True
         if not isinstance(request_id, str):
             raise BadToken("bad payload")  # only a key holder could sign this
     if (time.time() if now is None else now) - issued > max_age_seconds:
         raise ExpiredToken(request_id)
-    return request_id
+    return request_id, mailed
 
 
 def owner(keys: str | Sequence[str], purpose: str, token: str) -> str | None:

@@ -100,7 +100,8 @@ def repeats_last_answer(request: Request, reply: str, evidence: Sequence[str] = 
 
 
 def answer(postman: Postman, request: Request, reply: str, *, now: datetime,
-           evidence: Sequence[str] = (), proof_asked: bool = True) -> bool:
+           evidence: Sequence[str] = (), proof_asked: bool = True,
+           mailed: bool = False) -> bool:
     """Record the traveller's answer; a line still active gets its escalation at once.
 
     ``evidence`` (policy.EVIDENCE values) says what a "cancelled" answer rests on; it is
@@ -123,7 +124,8 @@ def answer(postman: Postman, request: Request, reply: str, *, now: datetime,
                                    tz=ZoneInfo(request.timezone), evidence=evidence,
                                    proof_asked=proof_asked)
     what = answer_entry(reply, evidence)
-    counts = stats.answer_counts(request, reply, evidence=evidence, now=now)
+    # Counted only through a link that reached the mailbox (``mailed``): see tracker.stats.
+    counts = stats.answer_counts(request, reply, evidence=evidence, now=now, mailed=mailed)
     if not postman.store.save(request, progress, what=what, now=now,
                               extra={"evidence": evidence} if evidence else None,
                               counts=counts):

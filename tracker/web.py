@@ -19,13 +19,12 @@ from flask import (
 )
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from flask_wtf.csrf import validate_csrf
 from werkzeug.datastructures import MultiDict
 from wtforms import HiddenField
 from wtforms.validators import ValidationError
 
 import operators
-from tracker import config, i18n, limits, policy, stats, tokens, tracking
+from tracker import config, csrf, i18n, limits, policy, stats, tokens, tracking
 from tracker.emails import compose_fresh_links, links, next_step
 from tracker.forms import RequestForm, WrittenRequestForm
 from tracker.model import Request
@@ -54,11 +53,14 @@ RENEWABLE = frozenset({"check", "manage"})  # the links that expire
 class AnswerForm(FlaskForm):
     """The verification page's two buttons."""
 
+    Meta = csrf.RingMeta  # a page from a container that signs with another ring key
     answer = HiddenField()
 
 
 class ActionForm(FlaskForm):
     """A button that changes something (stop emails, delete my data)."""
+
+    Meta = csrf.RingMeta
 
 
 class OneClickForm(FlaskForm):
@@ -74,7 +76,7 @@ def _load(token: str, purpose: str) -> Request:
     # POST it unattended); it only ever stops mail for the one request.
     days = None if purpose == "unsubscribe" else current_app.config["LINK_MAX_AGE_DAYS"]
     try:
-        request_id = tokens.read(
+        request_id, g.link_mailed = tokens.read_link(
             config.signing_keys(current_app.config), purpose, token,
             max_age_seconds=days * 86400 if days else 2**62)
     except tokens.ExpiredToken:
@@ -100,7 +102,9 @@ def form():
         return render_template("form.html", form=form), 400 if request.method == "POST" else 200
     secret = current_app.config["SECRET_KEY"]
     new = Request(
-        id=tracking.request_id_for(secret, form.content_key()),
+        # Keyed by the ring key that signed the submission id, not the current one: the
+        # same form sent across a key rotation is the same request.
+        id=tracking.request_id_for(form.submission_secret, form.content_key()),
         email=form.normalised_email, operator=form.operator.data,
         phone_last4=form.national_number[-4:], channel=form.channel.data,
         requested_on=form.asked_on, timezone=form.zone, lang=_lang(), created_at=now,
@@ -136,7 +140,7 @@ def _switched(posted: RequestForm, now: datetime) -> RequestForm:
     form; and never the hidden fields, so the submission id is always this server's.
     """
     try:
-        validate_csrf(request.form.get("csrf_token"))
+        csrf.validate_csrf(request.form.get("csrf_token"))
     except ValidationError:
         return RequestForm(formdata=None, now=now)
     names = posted.visible_field_names()
@@ -224,7 +228,7 @@ def _answer(found: Request, reply: str, evidence: list[str] = (), *,
             return
         try:
             tracking.answer(_postman(), found, reply, now=_now(), evidence=evidence,
-                            proof_asked=proof_asked)
+                            proof_asked=proof_asked, mailed=g.link_mailed)
             return
         except tracking.Conflict:
             found = _postman().store.get(found.id)

@@ -17,9 +17,9 @@ NARROW = {"width": 320, "height": 640}
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_stats_page_passes_axe_and_reads_320_px_wide(live, phone, artifacts, lang):
     store = live.app.extensions["tracker"].store
-    add = {"requests": 40, "first_cancelled": 30, "first_still_active": 10,
-           "evidence_written": 12, "evidence_bill": 20, "days_cancelled_2": 12,
-           "days_cancelled_3": 14, "days_cancelled_6": 4, "days_cancelled_15": 2}
+    add = {"f_cancelled": 30, "f_still_active": 10, "e_n": 32,
+           "e_written": 12, "e_bill": 20, "t_days_2": 12,
+           "t_days_3": 14, "t_days_6": 4, "t_days_15": 2}
     store._transact_items([counter_update(store.table.name, stats.Counts(
         "azercell", "call", "2026-09", add))])
     page = phone(lang)
