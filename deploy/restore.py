@@ -50,7 +50,8 @@ def restored_name(table: str) -> str:
 
 
 def counts(dynamodb, table: str) -> Counter:
-    """Items by kind (the part of ``pk`` before its first ``#``): REQ, SUPP, STAT, LIMIT."""
+    """Items by kind (the part of ``pk`` before its first ``#``): REQ, SUPP, STAT2,
+    STATPLACE, LIMIT (and STAT, the counters before issue 19)."""
     found, scan = Counter(), {"TableName": table, "ProjectionExpression": "pk",
                               "ConsistentRead": True}
     while True:

@@ -193,7 +193,7 @@ def test_promote_waits_for_an_update_of_the_function_after_the_key_was_published
     create_function(functions, "esim-tracker-prod", {})
     secret.ensure(ssm, PATH)
     secret.rotate(ssm, PATH, now=datetime.now(UTC))
-    with pytest.raises(secret.RotationRefused, match="zappa update"):
+    with pytest.raises(secret.RotationRefused, match="make update"):
         secret.promote(ssm, PATH, now=datetime.now(UTC), settle=0,
                        updated_at=secret.function_updated_at(functions, "esim-tracker-prod"))
     before = config.stored_secrets.__wrapped__(PATH)
