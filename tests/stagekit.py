@@ -33,6 +33,7 @@ from deploy.doctor import permissions
 from deploy.doctor.function import INSTANTIATE
 from deploy.doctor.stage import Stage
 from tests.conftest import ROOT, free_port
+from tests.zappa_moto import stand_in_layers
 
 TEMPLATE = ROOT / "deploy" / "operations.yaml"
 ALARM_EMAIL = "ops@example.org"
@@ -89,12 +90,14 @@ def create_function(session: boto3.Session, stage: Stage) -> str:
     code = io.BytesIO()
     with zipfile.ZipFile(code, "w") as archive:
         archive.writestr("handlers/entry.py", "def lambda_handler(event, context):\n    pass\n")
+    stand_in_layers(session.client("lambda"), settings.get("layers") or ())
     return session.client("lambda").create_function(
         FunctionName=stage.function, Runtime=settings["runtime"], Role=role,
         Handler=settings["lambda_handler"], Code={"ZipFile": code.getvalue()},
         Timeout=settings["timeout_seconds"], MemorySize=settings["memory_size"],
         Architectures=[settings["architecture"]], Publish=True,
         Environment={"Variables": settings.get("aws_environment_variables") or {}},
+        Layers=list(settings.get("layers") or ()),
     )["FunctionArn"]
 
 

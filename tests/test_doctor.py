@@ -301,6 +301,14 @@ def test_a_function_on_another_runtime_fails(deployed):
     assert "'python3.11'" in deployed.detail("function settings")[1]
 
 
+def test_a_function_without_the_secrets_extensions_layer_fails(deployed):
+    # Without it every cold start reads SSM through botocore (README, Benchmarks).
+    deployed.client("lambda").update_function_configuration(
+        FunctionName="esim-tracker-prod", Layers=[])
+    assert deployed.failed() == (1, {"function settings"})
+    assert "Parameters-and-Secrets" in deployed.detail("function settings")[1]
+
+
 def test_a_stage_never_deployed_names_the_missing_function_not_a_crash(deployed):
     deployed.client("lambda").delete_function(FunctionName="esim-tracker-prod")
     status, lines, _ = deployed.doctor()
