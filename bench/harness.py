@@ -202,6 +202,9 @@ class AwsCalls:
             self.items_read += parsed["ScannedCount"]
         elif model.name == "GetItem":
             self.items_read += 1  # billed whether or not the item exists
+        elif model.name == "TransactGetItems":
+            # The job's re-read before sending: each item billed, found or not.
+            self.items_read += len(parsed.get("Responses") or [])
         elif "Responses" in parsed and isinstance(parsed["Responses"], dict):
             self.items_read += sum(len(items) for items in parsed["Responses"].values())
 

@@ -170,7 +170,8 @@ def scaling(smoke: bool, endpoint: str) -> list[Row]:
                   f"{(t_large - q_large) / (t_small - q_small):.2f}"),
         Row(SECTION, f"DynamoDB items read, {due} due among {large:,} stored", r_large,
             "items", r_small, r_large / r_small if r_small else None, "== baseline",
-            f"baseline: among {small:,}; Query ScannedCount + 1 per GetItem"),
+            f"baseline: among {small:,}; Query ScannedCount + the items of each GetItem and "
+            f"TransactGetItems (the re-read before sending)"),
     ]
 
 

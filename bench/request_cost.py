@@ -42,7 +42,9 @@ class _Traveller:
         ip = f"10.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}"
         return self.client.post("/", data={
             "csrf_token": self.token, "submission_id": secrets.token_urlsafe(16),
-            "email": f"traveller{n}@example.com", "operator": "azercell",
+            # A mailbox each, as travellers have (at one company's domain they would share
+            # the figures' one place: tracker/stats.py).
+            "email": f"traveller{n}@gmail.com", "operator": "azercell",
             "phone": "+994 50 123 45 67", "channel": "call", "timezone": "Asia/Baku",
             "consent": "y"}, environ_base={"REMOTE_ADDR": ip},
             headers={"X-Forwarded-For": ip})
@@ -141,9 +143,10 @@ def run(smoke: bool, endpoint: str) -> list[Row]:
             goal="<= 1"),
         Row(SECTION, "DynamoDB calls per answer (cancelled)", per_answer, "calls",
             goal="<= 1",
-            note=f"per answer: {answer_calls}; one transaction of the request's conditional "
-                 "update and its stats counter item, so on DynamoDB 2 items x 2 write "
-                 "units (transactional) instead of 1 UpdateItem: about 4 WCU per answer "
+            note=f"per answer from an emailed link: {answer_calls}; one transaction of the "
+                 "request's conditional update, its stats counter item and its mailbox's "
+                 "place (tracker/stats.py), so on DynamoDB 3 items x 2 write units "
+                 "(transactional) instead of 1 UpdateItem: about 6 WCU per counted answer "
                  "while the request item stays under 1 KB"),
     ]
 
@@ -158,8 +161,9 @@ def _answer_cost(app, calls: AwsCalls) -> tuple[float, str]:
                    for request_id, _ in postman.store.due(datetime(2027, 1, 1, tzinfo=UTC))]
         calls.reset()
         for request in waiting:
+            # As from the check email's link (mailed): the answer the figures count.
             tracking.answer(postman, request, "cancelled", now=CHECKS_DUE_AT,
-                            evidence=("written",))
+                            evidence=("written",), mailed=True)
     if not waiting:
         raise RuntimeError("no request was waiting for an answer")
     return calls.total("dynamodb") / len(waiting), _breakdown(calls, len(waiting))
