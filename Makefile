@@ -59,10 +59,12 @@ package: $(STAMP)
 ## In this order, each only if the one before succeeded: refuse an uncommitted tree before
 ## any AWS call (Zappa's own `deploy` writes IAM before its prebuild refuses); Zappa;
 ## the operations stack's FunctionDeployed=yes pass (the queue attachment, the feedback
-## topic's subscription and permission; its other parameters keep their values); the
-## doctor's checks of the live stage. ZAPPA, AWS_CLI and DOCTOR may be replaced (tests).
+## topic's subscription and permission; its other parameters keep their values); the API
+## stage's throttle (set only where it differs: a new API has none); the doctor's checks
+## of the live stage. ZAPPA, AWS_CLI, LIMITS and DOCTOR may be replaced (tests).
 ZAPPA ?= $(BIN)/zappa
 AWS_CLI ?= aws
+LIMITS ?= $(BIN)/python -m deploy.limits
 DOCTOR ?= $(BIN)/python -m deploy.doctor
 .PHONY: deploy update
 deploy update: $(STAMP)
@@ -71,6 +73,7 @@ deploy update: $(STAMP)
 	$(AWS_CLI) cloudformation deploy --template-file deploy/operations.yaml \
 		--stack-name esim-tracker-$(STAGE)-operations \
 		--parameter-overrides FunctionDeployed=yes --no-fail-on-empty-changeset
+	$(LIMITS) $(STAGE)
 	$(DOCTOR) $(STAGE)
 
 ## Is a deployed stage healthy? One line per check, pass or the command that fixes it;

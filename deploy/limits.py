@@ -1,7 +1,7 @@
 """A stage's flood limits: API Gateway's stage throttle, beside the function's reserved
 concurrency (zappa_settings.json ``lambda_concurrency``). Apply it, or check it.
 
-    python -m deploy.limits prod           # after `zappa deploy` (`zappa update` keeps it)
+    python -m deploy.limits prod           # make deploy/update run it (`zappa update` keeps it)
     python -m deploy.limits prod --check   # read only: exit 1 when it is not as below
 
 Why these two, with numbers (README, "Floods and cost"): the API, the job and the SES
@@ -46,6 +46,15 @@ THROTTLE = {"dev": Throttle(rate=1, burst=5), "prod": Throttle(rate=5, burst=10)
 COLD_REQUEST_SECONDS = 1.5
 
 
+def for_stage(name: str, settings: dict) -> Throttle:
+    """The throttle of stage ``name``, or of the stage its settings extend (a smoke run's
+    throwaway stage extends dev)."""
+    for key in (name, settings.get("extends")):
+        if key in THROTTLE:
+            return THROTTLE[key]
+    raise LookupError(f"no throttle for stage {name!r}: add one to deploy/limits.py THROTTLE")
+
+
 def api_concurrency(throttle: Throttle, seconds: float = COLD_REQUEST_SECONDS) -> float:
     """The most executions the API can hold at once under ``throttle``."""
     return throttle.burst + throttle.rate * seconds
@@ -85,10 +94,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     import boto3
 
-    region = stage_settings(args.stage)["aws_region"]
-    apigateway = boto3.client("apigateway", region_name=region)
+    settings = stage_settings(args.stage)
+    apigateway = boto3.client("apigateway", region_name=settings["aws_region"])
     api_id = rest_api_id(apigateway, function_name(args.stage))
-    wanted, found = THROTTLE[args.stage], current(apigateway, api_id, args.stage)
+    wanted = for_stage(args.stage, settings)
+    found = current(apigateway, api_id, args.stage)
     if args.check or found == wanted:
         print(f"stage throttle: {found} (wanted {wanted})", file=sys.stderr)
         return 0 if found == wanted else 1

@@ -101,6 +101,31 @@ def create_function(session: boto3.Session, stage: Stage) -> str:
     )["FunctionArn"]
 
 
+def flood_limits(session: boto3.Session, stage: Stage) -> None:
+    """What Zappa's deploy reserves (``lambda_concurrency``) and what ``make deploy``'s
+    ``python -m deploy.limits`` sets on the API Zappa made (a stand-in API here)."""
+    from deploy import limits
+
+    session.client("lambda").put_function_concurrency(
+        FunctionName=stage.function,
+        ReservedConcurrentExecutions=stage.settings["lambda_concurrency"])
+    limits.apply(session.client("apigateway"), stand_in_api(session, stage), stage.name,
+                 limits.for_stage(stage.name, stage.settings))
+
+
+def stand_in_api(session: boto3.Session, stage: Stage) -> str:
+    """A REST API named as Zappa names the stage's, deployed to the stage; its id."""
+    apigateway = session.client("apigateway")
+    api_id = apigateway.create_rest_api(name=stage.function)["id"]
+    root = apigateway.get_resources(restApiId=api_id)["items"][0]["id"]
+    apigateway.put_method(restApiId=api_id, resourceId=root, httpMethod="ANY",
+                          authorizationType="NONE")
+    apigateway.put_integration(restApiId=api_id, resourceId=root, httpMethod="ANY",
+                               type="MOCK")
+    apigateway.create_deployment(restApiId=api_id, stageName=stage.name)
+    return api_id
+
+
 def schedule(session: boto3.Session, stage: Stage, function_arn: str) -> None:
     """``zappa schedule``: Zappa's own code makes the rule, its target and its permission.
 
@@ -226,6 +251,7 @@ def healthy_stage(session: boto3.Session, stage: Stage) -> str:
     deploy_stack(session, stage)
     verify_sender(session, stage)
     function_arn = create_function(session, stage)
+    flood_limits(session, stage)
     schedule(session, stage, function_arn)
     deploy_stack(session, stage, FunctionDeployed="yes")
     complete_on_moto(session, stage)

@@ -344,7 +344,7 @@ def wrapper(folder: Path, target: str, log: Path) -> subprocess.CompletedProcess
     """`make <target> STAGE=dev` with Zappa, the AWS CLI and the doctor replaced by
     scripts that only note their arguments, and AWS out of reach."""
     stubs = {}
-    for name in ("zappa", "aws", "doctor"):
+    for name in ("zappa", "aws", "limits", "doctor"):
         stub = log.parent / name
         stub.write_text(f'#!/bin/sh\necho "{name} $*" >> {log}\n')
         stub.chmod(0o755)
@@ -354,7 +354,8 @@ def wrapper(folder: Path, target: str, log: Path) -> subprocess.CompletedProcess
                AWS_SECRET_ACCESS_KEY="none")
     return subprocess.run(
         ["make", "-o", ".venv/.installed", target, "STAGE=dev", f"ZAPPA={stubs['zappa']}",
-         f"AWS_CLI={stubs['aws']}", f"DOCTOR={stubs['doctor']}"],
+         f"AWS_CLI={stubs['aws']}", f"LIMITS={stubs['limits']}",
+         f"DOCTOR={stubs['doctor']}"],
         cwd=folder, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -370,13 +371,17 @@ def test_the_wrapper_refuses_an_uncommitted_tree_before_any_aws_call(tmp_path, t
 
 
 @pytest.mark.parametrize("target", ["deploy", "update"])
-def test_the_wrapper_runs_zappa_then_the_stack_then_the_doctor(tmp_path, target):
+def test_the_wrapper_runs_zappa_then_the_stack_then_the_limits_then_the_doctor(tmp_path,
+                                                                             target):
     folder, log = clone(tmp_path), tmp_path / "calls.log"
     done = wrapper(folder, target, log)
     assert done.returncode == 0, done.stderr
-    zappa, aws, doctor = log.read_text().splitlines()
+    zappa, aws, limits, doctor = log.read_text().splitlines()
     assert zappa == f"zappa {target} dev"
     assert aws.startswith("aws cloudformation deploy --template-file deploy/operations.yaml "
                           "--stack-name esim-tracker-dev-operations")
     assert "--parameter-overrides FunctionDeployed=yes" in aws
+    # A new API (the first deploy's) has no throttle of its own until this sets it, and
+    # the doctor fails a stage without it.
+    assert limits == "limits dev"
     assert doctor == "doctor dev"

@@ -309,6 +309,54 @@ def test_a_function_without_the_secrets_extensions_layer_fails(deployed):
     assert "Parameters-and-Secrets" in deployed.detail("function settings")[1]
 
 
+# --- Flood limits (README, Floods and cost) -----------------------------------------
+
+def test_a_function_whose_reserved_concurrency_was_removed_fails(deployed):
+    # By hand, or refused by an account whose concurrency quota is too low.
+    deployed.client("lambda").delete_function_concurrency(FunctionName="esim-tracker-prod")
+    assert deployed.failed() == (1, {"reserved concurrency"})
+    detail = deployed.detail("reserved concurrency")[1]
+    assert "none (settings: 25)" in detail and "zappa update prod" in detail
+
+
+def test_a_reserved_concurrency_other_than_the_settings_fails(deployed):
+    deployed.client("lambda").put_function_concurrency(
+        FunctionName="esim-tracker-prod", ReservedConcurrentExecutions=3)
+    assert deployed.failed() == (1, {"reserved concurrency"})
+    assert "reserved concurrency 3 (settings: 25)" in deployed.detail("reserved concurrency")[1]
+
+
+def api_id(deployed) -> str:
+    from deploy import limits
+
+    return limits.rest_api_id(deployed.client("apigateway"), "esim-tracker-prod")
+
+
+def test_an_api_stage_whose_throttle_was_changed_fails_and_says_deploy_limits(deployed):
+    from deploy import limits
+
+    limits.apply(deployed.client("apigateway"), api_id(deployed), "prod",
+                 limits.Throttle(rate=10_000, burst=5_000))
+    assert deployed.failed() == (1, {"API throttle"})
+    detail = deployed.detail("API throttle")[1]
+    assert "10000 a second, bursts of 5000, not 5 a second with bursts of 10" in detail
+    assert detail.endswith("python -m deploy.limits prod")
+
+
+def test_a_new_api_without_a_throttle_of_its_own_fails(deployed):
+    # `zappa undeploy` then `zappa deploy` makes a new API, whose stage has no throttle.
+    deployed.client("apigateway").delete_rest_api(restApiId=api_id(deployed))
+    stagekit.stand_in_api(deployed.session, deployed.stage)
+    assert deployed.failed() == (1, {"API throttle"})
+    assert "none of its own" in deployed.detail("API throttle")[1]
+
+
+def test_a_stage_without_its_api_fails_and_says_zappa_deploy(deployed):
+    deployed.client("apigateway").delete_rest_api(restApiId=api_id(deployed))
+    assert deployed.failed() == (1, {"API throttle"})
+    assert "no REST API named esim-tracker-prod" in deployed.detail("API throttle")[1]
+
+
 def test_a_stage_never_deployed_names_the_missing_function_not_a_crash(deployed):
     deployed.client("lambda").delete_function(FunctionName="esim-tracker-prod")
     status, lines, _ = deployed.doctor()

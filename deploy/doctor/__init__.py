@@ -12,9 +12,9 @@ alarm topic's subscribers are counted, never named, and no secret value is read 
 
 What it checks is what no emulator enforces and what the audit of 2026-12-04 saw break
 on real accounts: the job's rule, the SES feedback chain, the function's resource
-policy and real environment, its dead-letter destination, SES's verdicts on the sender
-and the account, the alarm subscription, the public pages, the table's safety nets, the
-secrets.
+policy and real environment, its dead-letter destination, its flood limits, SES's
+verdicts on the sender and the account, the alarm subscription, the public pages, the
+table's safety nets, the secrets.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from pathlib import Path
 from botocore.exceptions import BotoCoreError, ClientError
 
 from deploy.doctor import (
+    flood,
     function,
     pages,
     permissions,
@@ -52,6 +53,8 @@ CHECKS = (
     ("resource policy size", permissions.policy_size),
     ("old Zappa statements", permissions.stale_permissions),
     ("dead letters", function.dead_letters),
+    ("reserved concurrency", flood.reserved_concurrency),
+    ("API throttle", flood.api_throttle),
     ("sender identity", sending.sender_identity),
     ("DKIM", sending.dkim),
     ("SES account", sending.ses_account),

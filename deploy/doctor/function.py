@@ -27,8 +27,9 @@ def operations_stack(stage: Stage, live: Live):
         stack = live.stack
     except Missing:
         return fail(f"no stack {stage.stack}: deploy it as the README's first deploy does "
-                    f"(step 2, then step 5 with FunctionDeployed=yes): {stack_command(stage)} "
-                    f"Stage={stage.name} TableName={stage.env.get('TABLE_NAME')}")
+                    f"(step 2, then step 4's pass with FunctionDeployed=yes): "
+                    f"{stack_command(stage)} Stage={stage.name} "
+                    f"TableName={stage.env.get('TABLE_NAME')}")
     status = stack["StackStatus"]
     deployed = {p["ParameterKey"]: p.get("ParameterValue")
                 for p in stack.get("Parameters", [])}.get("FunctionDeployed")

@@ -9,7 +9,8 @@ delivery into Lambda, Lambda's real environment, API Gateway). In order:
    its resources, in a temporary folder (deploy/smoke/throwaway.py);
 2. its secrets in SSM (deploy/secret.py), its operations stack (deploy/operations.yaml);
 3. ``zappa deploy``, then ``zappa update`` with the API's URL as BASE_URL, then the
-   stack again with FunctionDeployed=yes: the README's first deploy, plus an update;
+   stack again with FunctionDeployed=yes and the API stage's throttle: the README's
+   first deploy (``make deploy``), plus an update;
 4. the doctor: every check must pass but the SES sandbox, which the simulator allows;
 5. the form, through the API, for SES's mailbox simulator: success@, bounce@, complaint@;
 6. the bounce and the complaint come back (SES, the configuration set, SNS, the
@@ -37,7 +38,7 @@ from pathlib import Path
 
 import boto3
 
-from deploy import doctor, secret
+from deploy import doctor, limits, secret
 from deploy.doctor.stage import JOB, Live, Stage, load
 from deploy.smoke import teardown, throwaway, traveller
 from deploy.smoke.platform import Aws, SmokeFailed
@@ -104,6 +105,10 @@ def _prove(platform, session, made, say, feedback_seconds, poll_seconds) -> None
     stage = load(made.name, made.settings_file)
     with step(say, f"operations stack {stage.stack}, FunctionDeployed=yes"):
         platform.deploy_stack(stage, "yes")
+    with step(say, "the API stage's throttle, as make deploy sets it"):
+        apigateway = session.client("apigateway", region_name=stage.region)
+        limits.apply(apigateway, limits.rest_api_id(apigateway, stage.function), stage.name,
+                     limits.for_stage(stage.name, stage.settings))
     with step(say, "the doctor"):
         _doctor(session, stage, say)
     with step(say, "the form, for SES's mailbox simulator"):
