@@ -61,6 +61,20 @@ def test_no_contact_anywhere_is_the_police_or_the_unsourced_900():
             assert re.sub(r"\D", "", contact.value) not in {"102", "900"}, (op.code, contact)
 
 
+def test_the_900_caveat_says_no_more_than_its_sources():
+    # No source says whose 900 is (../shared/DOMAIN.md: "no source found"), so the caveat
+    # may say where 900 is given and which number Azercell gives, never that 900 is not
+    # Azercell's (the 2026-12-04 rewrite said so, citing a page that does not).
+    texts = [text for op in operators.OPERATORS.values()
+             for where, _, text in all_facts(op) if where.startswith("caveats") and text
+             and re.search(r"\b900\b", text["en"])]
+    assert texts, "the caveat that warns of 900 is gone"
+    for text in texts:
+        assert not re.search(r"900 is not|not (Azercell's|its) number", text["en"]), text["en"]
+        assert "不是" not in text["zh"] and "deyil" not in text["az"], text
+        assert "не номер" not in text["ru"], text
+
+
 def test_102_and_900_appear_only_in_caveats():
     for op in operators.OPERATORS.values():
         for where, _, texts in all_facts(op):
