@@ -441,6 +441,29 @@ def test_no_ascii_colon_or_parenthesis_next_to_chinese(client, scene_pages):
     assert {key: hits for key, hits in found.items() if hits} == {}
 
 
+# Issue 18's reading in Chinese: machine-made phrases, and a second term for one thing.
+# The recording a closed number plays is in Azerbaijani, Russian or English, never a
+# Chinese carrier's 空号; 仍可使用 is "still active" everywhere, never 仍然有效.
+NOT_IN_ZH = ("仍然有效", "空号", "转走", "一键告诉我们")
+
+
+def test_the_chinese_text_uses_one_term_per_thing_and_no_calques():
+    from pathlib import Path
+
+    from babel.messages.pofile import read_po
+
+    import operators
+
+    catalog = Path(__file__).resolve().parents[1] / "translations/zh/LC_MESSAGES/messages.po"
+    with catalog.open("rb") as po:
+        texts = [m.string for m in read_po(po) if m.id and isinstance(m.string, str)]
+    for op in operators.OPERATORS.values():
+        texts += [fact.t("zh") for fact in
+                  op.abroad + op.balance + op.caveats + op.documents + op.contacts]
+    assert len(texts) > 100 and any("仍可使用" in text for text in texts)
+    assert [text for text in texts if any(phrase in text for phrase in NOT_IN_ZH)] == []
+
+
 def compose_every_email(app, code: str, lang: str):
     """Every kind of email about a request with this operator, in ``lang``."""
     from tracker import emails
