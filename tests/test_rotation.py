@@ -13,7 +13,10 @@ from tests.helpers import VALID, link, local_path, stored_requests, submit
 from tracker import config, feedback, forms, policy, tokens
 
 PATH = "/esim-tracker/prod/"
-NOW = datetime(2026, 12, 4, 9, tzinfo=UTC)
+# moto stamps parameters with the real clock, and promotion compares that stamp with the
+# simulated one: so the simulated clock starts an hour after the real one, whatever the
+# day the suite runs (a fixed date here broke the suite on the day after it).
+NOW = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
 
 
 @pytest.fixture
@@ -42,14 +45,16 @@ def rotate(ssm, now):
     promote(ssm, now)
 
 
+def updated_after_publishing(ssm, name: str) -> datetime:
+    """When `zappa update` finished: a minute after the parameter was published."""
+    return ssm.get_parameter(Name=PATH + name)["Parameter"]["LastModifiedDate"] + timedelta(
+        minutes=1)
+
+
 def promote(ssm, now):
-    """Promote as if `zappa update` finished a minute after the key was published (moto
-    stamps parameters with the real clock) and two minutes passed."""
-    published = ssm.get_parameter(Name=PATH + "SECRET_KEY_FALLBACKS")["Parameter"][
-        "LastModifiedDate"]
-    updated = published + timedelta(minutes=1)
-    secret.promote(ssm, PATH, now=max(now, updated + timedelta(minutes=2)),
-                   updated_at=updated, settle=0)
+    """Promote at ``now``, `zappa update` having run after the key was published."""
+    secret.promote(ssm, PATH, now=now, settle=0,
+                   updated_at=updated_after_publishing(ssm, "SECRET_KEY_FALLBACKS"))
 
 
 def _carry_cookies(source, target) -> None:
@@ -226,11 +231,8 @@ def test_a_leaked_key_is_revoked_after_its_successor_is_promoted(app, ssm, outbo
 # ── A leaked ADDRESS_PEPPER ──────────────────────────────────────────────────────────
 
 def _promote_pepper(ssm, now):
-    published = ssm.get_parameter(Name=PATH + "ADDRESS_PEPPER")["Parameter"][
-        "LastModifiedDate"]
-    updated = published + timedelta(minutes=1)
-    secret.promote_pepper(ssm, PATH, now=max(now, updated + timedelta(minutes=2)),
-                          updated_at=updated)
+    secret.promote_pepper(ssm, PATH, now=now,
+                          updated_at=updated_after_publishing(ssm, "ADDRESS_PEPPER"))
 
 
 def _refused(app, ssm, address: str) -> bool:
