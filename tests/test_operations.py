@@ -7,6 +7,7 @@ settings loader); nothing here reaches AWS.
 from __future__ import annotations
 
 import json
+import operator
 import os
 import subprocess
 import sys
@@ -288,23 +289,38 @@ def test_every_alarm_the_runbook_names_is_defined_and_notifies_the_alarm_topic(t
 
 
 # CloudWatch's alarm evaluation, as documented: periods aligned on the clock, the last
-# EvaluationPeriods of them, in ALARM when DatapointsToAlarm of them breach; missing data
-# is not breaching (TreatMissingData: notBreaching). CloudWatch's own lag (a few minutes)
-# comes on top.
+# EvaluationPeriods of them, in ALARM when DatapointsToAlarm of them breach; the period's
+# statistic compared with the threshold by the alarm's operator; a period without data
+# breaching or not as TreatMissingData says. CloudWatch's own lag (a few minutes) comes
+# on top. Every field that decides firing is read, so an alarm that would fire the wrong
+# way on CloudWatch fails here too.
+STATISTICS = {"Sum": sum, "Maximum": max, "Minimum": min, "SampleCount": len,
+              "Average": lambda values: sum(values) / len(values)}
+COMPARISONS = {"GreaterThanOrEqualToThreshold": operator.ge,
+               "GreaterThanThreshold": operator.gt,
+               "LessThanThreshold": operator.lt,
+               "LessThanOrEqualToThreshold": operator.le}
+MISSING_BREACHES = {"breaching": True, "notBreaching": False}
+
+
 def alarm_fires_at(props, events: list[tuple[float, float]], *, until: float) -> float | None:
     """The first minute (from 0) at which the alarm is in ALARM, given (minute, value)
-    data points of a Sum statistic; None if it never is before ``until``."""
+    data points; None if it never is before ``until``."""
     period = props["Period"] / 60
     count, needed = props["EvaluationPeriods"], props.get("DatapointsToAlarm",
                                                           props["EvaluationPeriods"])
+    statistic = STATISTICS[props["Statistic"]]
+    compare = COMPARISONS[props["ComparisonOperator"]]
+    # "missing" (the default) and "ignore" keep the state as it was: not simulated here.
+    missing_breaches = MISSING_BREACHES[props["TreatMissingData"]]
     minute = 0.0
     while minute <= until:
         last = int(minute // period)  # the period that ends at or before now
-        sums = []
+        breaching = 0
         for index in range(last - count, last):
             values = [v for t, v in events if index * period <= t < (index + 1) * period]
-            sums.append(sum(values) if values else None)
-        breaching = sum(1 for v in sums if v is not None and v >= props["Threshold"])
+            breaching += (compare(statistic(values), props["Threshold"]) if values
+                          else missing_breaches)
         if breaching >= needed:
             return minute
         minute += 1
