@@ -229,6 +229,97 @@ def test_an_email_too_late_to_send_and_record_is_handed_back_and_the_run_stops(
     assert followup.run(load_event("scheduled_event.json"), FakeContext(900_000))["sent"] == 3
 
 
+def test_a_record_failing_for_good_is_retried_with_pauses_only_while_the_lease_allows(
+        app, postman, table, outbox, wall):
+    """DynamoDB down for longer than the lease: each try after botocore's attempts waits
+    a pause that doubles (never a tight loop), and the last leaves time for its call."""
+    import dataclasses
+
+    seed_due(postman.store, 1)
+    pauses = []
+
+    def sleep(seconds):  # the pause passes on the leases' clock, not the test's
+        pauses.append(seconds)
+        wall.advance(timedelta(seconds=seconds))
+
+    def always_fail(request, **_):
+        if b"sent:check" in (request.body or b""):
+            return faults.dynamodb_error(request, "InternalServerError", 500)
+
+    waiting = dataclasses.replace(postman, sleep=sleep)
+    with faults.fast_backoff(), faults.injected(table.meta.client, always_fail,
+                                                "before-send.dynamodb.UpdateItem"):
+        result = run_job(app, waiting)
+
+    assert result["sent"] == 0 and len(outbox()) == 1  # sent, left unrecorded
+    assert pauses[:5] == [1, 2, 4, 8, 16] and set(pauses[5:]) <= {20}
+    lease = timedelta(seconds=app.config["LEASE_SECONDS"])
+    spent = timedelta(seconds=sum(pauses))
+    assert spent + postman.call_worst + postman.skew <= lease
+
+
+def test_the_forms_receipt_retries_its_record_only_within_the_invocations_time(
+        app, postman, table, outbox, wall):
+    """On Lambda the form's receipt is sent within the request: its record's retries end
+    while the invocation still has time for their last call (not when the 300 s lease
+    would), so the function is never killed mid-retry."""
+    import dataclasses
+
+    from tests.helpers import csrf_token
+    from tests.helpers import submit as fill_in
+
+    class Invocation:  # Lambda's context: the pauses use up the invocation's time
+        left = 100_000
+
+        def get_remaining_time_in_millis(self):
+            return self.left
+
+    invocation, pauses = Invocation(), []
+
+    def sleep(seconds):
+        pauses.append(seconds)
+        invocation.left -= seconds * 1000
+        wall.advance(timedelta(seconds=seconds))
+
+    def always_fail(request, **_):
+        if b"sent:receipt" in (request.body or b""):
+            return faults.dynamodb_error(request, "InternalServerError", 500)
+
+    app.extensions["tracker"] = dataclasses.replace(postman, sleep=sleep)
+    client = app.test_client()
+    csrf_token(client)  # the form's page first, as a browser
+    with faults.fast_backoff(), faults.injected(table.meta.client, always_fail,
+                                                "before-send.dynamodb.UpdateItem"):
+        client.environ_base["lambda.context"] = invocation
+        answer = fill_in(client)
+
+    assert answer.status_code == 303 and len(outbox()) == 1  # the traveller's part holds
+    assert pauses == [1, 2, 4, 8, 16, 20]
+    worst = (postman.call_worst + postman.skew).total_seconds()
+    assert sum(pauses) + worst <= 100
+
+
+@pytest.mark.parametrize("code", ["ResourceNotFoundException", "AccessDeniedException",
+                                  "ValidationException"])
+def test_a_record_refused_for_good_is_not_asked_again(app, postman, table, outbox, code):
+    """The table gone (a restore's swap), access denied, a malformed write: the same
+    answer however often it is asked, so no second try and no pause."""
+    import dataclasses
+
+    seed_due(postman.store, 1)
+    tries, pauses = [], []
+
+    def refuse(request, **_):
+        if b"sent:check" in (request.body or b""):
+            tries.append(1)
+            return faults.dynamodb_error(request, code, 400)
+
+    with faults.injected(table.meta.client, refuse, "before-send.dynamodb.UpdateItem"):
+        run_job(app, dataclasses.replace(postman, sleep=pauses.append))
+
+    assert len(tries) == 1 and pauses == [] and len(outbox()) == 1
+
+
 def test_a_record_failing_past_botocores_attempts_is_tried_again_and_sends_nothing_twice(
         app, postman, table, outbox, wall):
     from tests.test_faults import item

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 
 # botocore's standard retry mode waits before retry i (0-based) at most
 # min(2**i, 20) seconds (the base is 1 s for throttling; botocore before the 2026 retry
@@ -15,6 +16,24 @@ import functools
 # 5 s beyond that (botocore/retries/standard.py ExponentialBackoff; the cross-SDK
 # change: https://github.com/aws/aws-sdk-go-v2/pull/3400).
 MAX_BACKOFF, RETRY_AFTER_EXTRA = 20, 5
+
+
+# DynamoDB's answers that mean "not now" (botocore retries them, and 5xx, itself): worth
+# another try once botocore has given up. Any other 4xx (the table is gone, the role may
+# not, the request is malformed) answers the same however often it is asked.
+TRANSIENT_CODES = frozenset({
+    "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
+    "LimitExceededException", "TransactionInProgressException"})
+
+
+def transient(error: BaseException | None) -> bool:
+    """Tell whether a failed AWS call may pass if made again later: a timeout, a lost
+    connection, a 5xx or throttling, but not a refusal."""
+    response = getattr(error, "response", None)
+    if not isinstance(response, dict):
+        return True  # no answer at all
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+    return status >= 500 or response.get("Error", {}).get("Code") in TRANSIENT_CODES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +78,11 @@ JOB_ITEM_CALLS = (DYNAMODB, DYNAMODB, DYNAMODB, SEND, DYNAMODB)
 def job_item_worst_seconds() -> float:
     """The longest one email of the job can take, from the bounds above."""
     return sum(bounds.worst_seconds() for bounds in JOB_ITEM_CALLS)
+
+
+def job_reserve_millis() -> int:
+    """What a run must have left to start one more email: its worst case, and a second."""
+    return math.ceil(job_item_worst_seconds() * 1000) + 1000
 
 
 def bounds_for(service: str, max_attempts: int | None = None) -> Bounds:

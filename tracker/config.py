@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import os
 import re
 import secrets
@@ -30,7 +29,7 @@ DEFAULTS = {
     "LEASE_SECONDS": 300,
     # A run starts no email with less than this left: the worst case of one email's
     # calls under their botocore bounds (tracker/aws.py), plus a second for the rest.
-    "RESERVE_MILLIS": math.ceil(aws.job_item_worst_seconds() * 1000) + 1000,
+    "RESERVE_MILLIS": aws.job_reserve_millis(),
     "MAX_SEND_ATTEMPTS": 5,
     "LINK_MAX_AGE_DAYS": 180,
     "WTF_CSRF_TIME_LIMIT": None,

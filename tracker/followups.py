@@ -64,7 +64,7 @@ class Postman:
     max_attempts: int = 5
     give_up_after: timedelta = timedelta(days=3)
     # A run starts no email with less than this left (config.RESERVE_MILLIS).
-    reserve_millis: int = 147_000
+    reserve_millis: int = aws.job_reserve_millis()
     # Leases are judged by this clock, never the run's event time.
     clock: Callable[[], datetime] = wall_clock
     # The longest one DynamoDB call and one SES send can take (tracker/aws.py), and the
@@ -73,6 +73,7 @@ class Postman:
     send_worst: timedelta = timedelta(seconds=aws.SEND.worst_seconds())
     skew: timedelta = timedelta(seconds=10)
     jitter: Callable[[], float] = random.random
+    sleep: Callable[[float], None] = time.sleep
 
     @property
     def lease_margin(self) -> timedelta:
@@ -164,23 +165,30 @@ def deliver(postman: Postman, request: Request, *, owner: str, now: datetime,
 def _record_sent(postman: Postman, request: Request, after: policy.Progress, *,
                  owner: str, now: datetime,
                  time_left_millis: Callable[[], float] | None) -> bool:
-    """Record an email SES accepted; DynamoDB failing past botocore's attempts is tried
-    again while the lease and the run's time allow one more call at its worst (an email
-    left unrecorded is sent again once its lease lapses)."""
-    key = request.progress.next_key
+    """Record an email SES accepted; DynamoDB failing past botocore's attempts with a
+    transient error is tried again, after a pause that doubles, while the lease and the
+    invocation's time allow the pause and one more call at its worst (an email left
+    unrecorded is sent again once its lease lapses). A refusal (the table gone, access
+    denied) is raised at once: asking again changes nothing."""
+    key, pause = request.progress.next_key, 1.0
     while True:
         try:
             return postman.store.record(request, after, owner=owner, what=f"sent:{key}",
                                         now=now)
-        except StoreError:
+        except StoreError as exc:
+            if not aws.transient(exc.__cause__):
+                raise
             lease_left = (request.lease_until - postman.clock() if request.lease_until
                           else timedelta(0))
             time_left = (timedelta(milliseconds=time_left_millis()) if time_left_millis
                          else lease_left)
-            if min(lease_left, time_left) < postman.call_worst + postman.skew:
+            needed = postman.call_worst + postman.skew + timedelta(seconds=pause)
+            if min(lease_left, time_left) < needed:
                 raise
-            log.warning("recording a sent email failed; trying again",
+            log.warning("recording a sent email failed; trying again in %g s", pause,
                         extra={"request": request.id, "email": key})
+            postman.sleep(pause)
+            pause = min(2 * pause, aws.MAX_BACKOFF)
 
 
 def _retry_later(postman: Postman, request: Request, exc: Exception, *, owner: str,

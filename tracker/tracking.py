@@ -32,7 +32,8 @@ def request_id_for(secret: str, submission_id: str) -> str:
 
 
 def submit(postman: Postman, request: Request, *, now: datetime,
-           quotas: Sequence[Quota] = ()) -> bool:
+           quotas: Sequence[Quota] = (),
+           time_left_millis: Callable[[], float] | None = None) -> bool:
     """Store the request and send its receipt; False when it was stored before.
 
     Raises store.OverLimit or store.Suppressed, storing nothing. Two DynamoDB calls in
@@ -51,13 +52,18 @@ def submit(postman: Postman, request: Request, *, now: datetime,
     # Born claimed: the lease the create wrote, which bounds retrying its record.
     request = dataclasses.replace(request, lease_until=lease_now + postman.store.lease)
     send_at_once(postman, request, owner=owner, now=now,
-                 suppression_checked=postman.store.address_key is not None)
+                 suppression_checked=postman.store.address_key is not None,
+                 time_left_millis=time_left_millis)
     return True
 
 
 def send_at_once(postman: Postman, request: Request, *, owner: str, now: datetime,
-                 suppression_checked: bool = False) -> str:
+                 suppression_checked: bool = False,
+                 time_left_millis: Callable[[], float] | None = None) -> str:
     """Send a claimed email while the traveller waits (the receipt, an escalation).
+
+    ``time_left_millis``: the invocation's remaining time (Lambda's context), which also
+    bounds retrying the email's record; without it the lease does.
 
     Whatever SES or DynamoDB answers, what the traveller did is kept: an email that
     cannot go now stays due and the job sends it. Refusals of the sender or the account,
@@ -65,7 +71,8 @@ def send_at_once(postman: Postman, request: Request, *, owner: str, now: datetim
     """
     try:
         outcome = deliver(postman, request, owner=owner, now=now,
-                          suppression_checked=suppression_checked)
+                          suppression_checked=suppression_checked,
+                          time_left_millis=time_left_millis)
     except (CannotSendNow, StoreError) as exc:
         # Still due (handed back, or our lease runs out): the next job run sends it.
         log.warning("email left to the job: %s", type(exc).__name__,
@@ -101,7 +108,8 @@ def repeats_last_answer(request: Request, reply: str, evidence: Sequence[str] = 
 
 def answer(postman: Postman, request: Request, reply: str, *, now: datetime,
            evidence: Sequence[str] = (), proof_asked: bool = True,
-           mailed: bool = False) -> bool:
+           mailed: bool = False,
+           time_left_millis: Callable[[], float] | None = None) -> bool:
     """Record the traveller's answer; a line still active gets its escalation at once.
 
     ``evidence`` (policy.EVIDENCE values) says what a "cancelled" answer rests on; it is
@@ -136,7 +144,8 @@ def answer(postman: Postman, request: Request, reply: str, *, now: datetime,
             claimed = postman.store.claim(request.id, progress.next_key, owner=owner,
                                           now=now, lease_now=postman.clock())
             if claimed:
-                send_at_once(postman, claimed, owner=owner, now=now)
+                send_at_once(postman, claimed, owner=owner, now=now,
+                             time_left_millis=time_left_millis)
         except StoreError as exc:
             # The answer is recorded and the escalation due: the job sends it. No error
             # page now: pressing again would only repeat the answer.

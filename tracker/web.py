@@ -43,6 +43,13 @@ def _postman():
     return current_app.extensions["tracker"]
 
 
+def _time_left():
+    """The invocation's remaining time on Lambda (Zappa puts its context in the WSGI
+    environ), which bounds an email's retried record; None off Lambda."""
+    return getattr(request.environ.get("lambda.context"), "get_remaining_time_in_millis",
+                   None)
+
+
 def _lang() -> str:
     return i18n.select_locale()
 
@@ -114,7 +121,8 @@ def form():
         current_app.config, client=limits.client_address(request.environ),
         address=new.email, now=now)
     try:
-        created = tracking.submit(_postman(), new, now=now, quotas=quotas)
+        created = tracking.submit(_postman(), new, now=now, quotas=quotas,
+                                  time_left_millis=_time_left())
     except OverLimit as exc:
         return _over_limit(form, exc.quota, now)
     except Suppressed:
@@ -228,7 +236,8 @@ def _answer(found: Request, reply: str, evidence: list[str] = (), *,
             return
         try:
             tracking.answer(_postman(), found, reply, now=_now(), evidence=evidence,
-                            proof_asked=proof_asked, mailed=g.link_mailed)
+                            proof_asked=proof_asked, mailed=g.link_mailed,
+                            time_left_millis=_time_left())
             return
         except tracking.Conflict:
             found = _postman().store.get(found.id)
