@@ -57,22 +57,26 @@ package: $(STAMP)
 
 ## Deploy a stage the first time, or update it: make deploy STAGE=prod, make update STAGE=prod.
 ## In this order, each only if the one before succeeded: refuse an uncommitted tree before
-## any AWS call (Zappa's own `deploy` writes IAM before its prebuild refuses); Zappa;
-## the operations stack's FunctionDeployed=yes pass (the queue attachment, the feedback
-## topic's subscription and permission; its other parameters keep their values); the API
+## any AWS call (Zappa's own `deploy` writes IAM before its prebuild refuses); Zappa (if
+## it fails, the doctor says what it left behind, then make fails); the operations
+## stack's FunctionDeployed=yes pass (the queue attachment, the feedback topic's
+## subscription and permission; its other parameters keep their values), after a `no`
+## pass on `deploy` (a function made anew has lost them, and CloudFormation does not make
+## again what was deleted outside it while the stack already says yes); the API
 ## stage's throttle (set only where it differs: a new API has none); the doctor's checks
 ## of the live stage. ZAPPA, AWS_CLI, LIMITS and DOCTOR may be replaced (tests).
 ZAPPA ?= $(BIN)/zappa
 AWS_CLI ?= aws
 LIMITS ?= $(BIN)/python -m deploy.limits
 DOCTOR ?= $(BIN)/python -m deploy.doctor
+STACK_PASS = $(AWS_CLI) cloudformation deploy --template-file deploy/operations.yaml \
+	--stack-name esim-tracker-$(STAGE)-operations --parameter-overrides FunctionDeployed
 .PHONY: deploy update
 deploy update: $(STAMP)
 	$(BIN)/python -m deploy.cleantree
-	$(ZAPPA) $@ $(STAGE)
-	$(AWS_CLI) cloudformation deploy --template-file deploy/operations.yaml \
-		--stack-name esim-tracker-$(STAGE)-operations \
-		--parameter-overrides FunctionDeployed=yes --no-fail-on-empty-changeset
+	$(ZAPPA) $@ $(STAGE) || { $(DOCTOR) $(STAGE); exit 1; }
+	$(if $(filter deploy,$@),$(STACK_PASS)=no --no-fail-on-empty-changeset)
+	$(STACK_PASS)=yes --no-fail-on-empty-changeset
 	$(LIMITS) $(STAGE)
 	$(DOCTOR) $(STAGE)
 

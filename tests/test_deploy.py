@@ -340,13 +340,15 @@ def clone(tmp_path: Path) -> Path:
     return folder
 
 
-def wrapper(folder: Path, target: str, log: Path) -> subprocess.CompletedProcess:
+def wrapper(folder: Path, target: str, log: Path, *,
+            zappa_fails: bool = False) -> subprocess.CompletedProcess:
     """`make <target> STAGE=dev` with Zappa, the AWS CLI and the doctor replaced by
     scripts that only note their arguments, and AWS out of reach."""
     stubs = {}
     for name in ("zappa", "aws", "limits", "doctor"):
         stub = log.parent / name
-        stub.write_text(f'#!/bin/sh\necho "{name} $*" >> {log}\n')
+        fails = "exit 1\n" if name == "zappa" and zappa_fails else ""
+        stub.write_text(f'#!/bin/sh\necho "{name} $*" >> {log}\n{fails}')
         stub.chmod(0o755)
         stubs[name] = str(stub)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
@@ -376,12 +378,26 @@ def test_the_wrapper_runs_zappa_then_the_stack_then_the_limits_then_the_doctor(t
     folder, log = clone(tmp_path), tmp_path / "calls.log"
     done = wrapper(folder, target, log)
     assert done.returncode == 0, done.stderr
-    zappa, aws, limits, doctor = log.read_text().splitlines()
+    zappa, *stack, limits, doctor = log.read_text().splitlines()
     assert zappa == f"zappa {target} dev"
-    assert aws.startswith("aws cloudformation deploy --template-file deploy/operations.yaml "
-                          "--stack-name esim-tracker-dev-operations")
-    assert "--parameter-overrides FunctionDeployed=yes" in aws
+    for line in stack:
+        assert line.startswith("aws cloudformation deploy --template-file "
+                               "deploy/operations.yaml --stack-name esim-tracker-dev-operations")
+    # A deploy makes the function anew: its attachments are made anew too (a `no` pass,
+    # then `yes`), as CloudFormation does not re-create what was deleted outside it.
+    passes = [line.split("--parameter-overrides ")[1].split()[0] for line in stack]
+    assert passes == (["FunctionDeployed=no", "FunctionDeployed=yes"] if target == "deploy"
+                      else ["FunctionDeployed=yes"])
     # A new API (the first deploy's) has no throttle of its own until this sets it, and
     # the doctor fails a stage without it.
     assert limits == "limits dev"
     assert doctor == "doctor dev"
+
+
+@pytest.mark.parametrize("target", ["deploy", "update"])
+def test_a_failed_zappa_step_still_runs_the_doctor_and_fails(tmp_path, target):
+    """A half-failed update can leave the stage without its rule: the doctor says so."""
+    folder, log = clone(tmp_path), tmp_path / "calls.log"
+    done = wrapper(folder, target, log, zappa_fails=True)
+    assert done.returncode != 0
+    assert log.read_text().splitlines() == [f"zappa {target} dev", "doctor dev"]

@@ -21,6 +21,16 @@ def stack_command(stage: Stage, overrides: str = "FunctionDeployed=yes") -> str:
             f"--stack-name {stage.stack} --parameter-overrides {overrides}")
 
 
+def reattach_command(stage: Stage) -> str:
+    """The stack's attachments to the function (its subscription, SNS's permission, the
+    dead-letter destination) made again. A ``FunctionDeployed=yes`` pass alone does
+    nothing when the stack already says yes: CloudFormation does not re-create what was
+    deleted outside it (a function re-created by `zappa undeploy` and `zappa deploy`
+    loses its resource policy and its invoke config). A ``no`` pass removes the
+    attachments, the ``yes`` pass makes them anew."""
+    return f"{stack_command(stage, 'FunctionDeployed=no')} && {stack_command(stage)}"
+
+
 def operations_stack(stage: Stage, live: Live):
     """The operations stack is deployed, with its pass that attaches it to the function."""
     try:
@@ -116,10 +126,10 @@ def dead_letters(stage: Stage, live: Live):
         if not not_found(error):
             raise
         return fail(f"no EventInvokeConfig on {stage.function}: failed runs and SES events "
-                    f"would vanish after two retries: {stack_command(stage)}")
+                    f"would vanish after two retries: {reattach_command(stage)}")
     destination = (config.get("DestinationConfig") or {}).get("OnFailure", {}).get("Destination")
     if destination != queue:
         return fail(f"failed invocations go to {destination or 'nowhere'}, not {queue}: "
-                    f"{stack_command(stage)}")
+                    f"{reattach_command(stage)}")
     return ok(f"after {config.get('MaximumRetryAttempts', 2)} retries, failed invocations "
               f"go to {queue.rsplit(':', 1)[-1]}")

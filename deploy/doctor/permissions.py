@@ -51,10 +51,10 @@ def feedback_permission(stage: Stage, live: Live):
     if any(grants(s, "sns.amazonaws.com", topic) for s in live.statements):
         return ok(f"sns.amazonaws.com may invoke {stage.function} for "
                   f"{topic.rsplit(':', 1)[-1]}")
-    from deploy.doctor.function import stack_command
+    from deploy.doctor.function import reattach_command
 
     return fail(f"SNS may not invoke {stage.function} for {topic}: bounces and complaints "
-                f"are dropped: {stack_command(stage)}")
+                f"are dropped: {reattach_command(stage)}")
 
 
 def policy_size(stage: Stage, live: Live):

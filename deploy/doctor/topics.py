@@ -7,7 +7,7 @@ SubscriptionArn ``PendingConfirmation``, and delivers nothing to it.
 
 from __future__ import annotations
 
-from deploy.doctor.function import stack_command
+from deploy.doctor.function import reattach_command, stack_command
 from deploy.doctor.report import fail, ok, warn
 from deploy.doctor.stage import Live, Stage
 
@@ -22,10 +22,10 @@ def feedback_subscription(stage: Stage, live: Live):
             if s["Protocol"] == "lambda" and s["Endpoint"] == function_arn]
     if not ours:
         return fail(f"{topic.rsplit(':', 1)[-1]} does not deliver to {stage.function}: "
-                    f"bounces and complaints are lost: {stack_command(stage)}")
+                    f"bounces and complaints are lost: {reattach_command(stage)}")
     if all(s["SubscriptionArn"] == PENDING for s in ours):
         return fail(f"the subscription of {stage.function} is {PENDING}: "
-                    f"{stack_command(stage)}")
+                    f"{reattach_command(stage)}")
     return ok(f"{topic.rsplit(':', 1)[-1]} delivers to {stage.function}")
 
 
