@@ -92,7 +92,7 @@ class Context:
         name = spec["function_name"]
         self.function_name, self.function_version = name, "$LATEST"
         self.invoked_function_arn = (
-            f"arn:aws:lambda:{spec['region']}:123456789012:function:{name}")
+            f"arn:aws:lambda:{spec['region']}:{spec['account']}:function:{name}")
         self.memory_limit_in_mb = str(spec["memory_mb"])
         self.aws_request_id = str(uuid.uuid4())
         self.log_group_name = f"/aws/lambda/{name}"
@@ -377,7 +377,10 @@ def _start_extension(function: Function, environ: dict, harness: dict):
 def _run_driver(python: str, task: Path, environ: dict, events: list[dict],
                 function: Function, scratch: Path, extension):
     """One process through the driver; (the finished process, the driver's report)."""
+    # The account in the context's ARN: the emulator's (moto's MOTO_ACCOUNT_ID, which the
+    # tests set to the settings' account), else moto's default.
     spec = {"events": events, "function_name": function.name, "region": function.region,
+            "account": os.environ.get("MOTO_ACCOUNT_ID", "123456789012"),
             "memory_mb": function.memory_mb, "timeout_seconds": function.timeout_seconds,
             "handler": function.handler, "phase_pipe": None}
     pipes: list[int] = []

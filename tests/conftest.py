@@ -23,6 +23,12 @@ import pytest
 from tests import awscalls
 
 ROOT = Path(__file__).resolve().parent.parent
+# The account of the settings (README: the values a maintainer edits), which moto's
+# server and the packaged-handler runner take as theirs: the tests hold the settings,
+# the policies and the sample events together whatever account they name.
+ACCOUNT = json.loads((ROOT / "zappa_settings.json").read_text())["prod"][
+    "environment_variables"]["FEEDBACK_TOPIC_ARN"].split(":")[4]
+os.environ["MOTO_ACCOUNT_ID"] = ACCOUNT
 EVENTS = Path(__file__).resolve().parent / "events"
 
 # Every AWS call of the session, for tests/test_iam.py, which runs last and reads them.

@@ -18,7 +18,7 @@ import pytest
 from cfnlint.decode import decode
 
 from deploy import lambda_runner, secret
-from tests.conftest import ROOT
+from tests.conftest import ACCOUNT, ROOT
 from tests.helpers import emf_lines
 from tracker import config, metrics
 
@@ -574,9 +574,9 @@ def test_mailer_sends_through_the_configuration_set_it_is_given():
     assert "ConfigurationSetName" not in sent[1]
 
 
-FUNCTION = "arn:aws:lambda:eu-central-1:123456789012:function:esim-tracker-prod"
-RULE = "arn:aws:events:eu-central-1:123456789012:rule/esim-tracker-prod-handlers.followup.run"
-TOPIC = "arn:aws:sns:eu-central-1:123456789012:esim-tracker-prod-ses-feedback"
+FUNCTION = f"arn:aws:lambda:eu-central-1:{ACCOUNT}:function:esim-tracker-prod"
+RULE = f"arn:aws:events:eu-central-1:{ACCOUNT}:rule/esim-tracker-prod-handlers.followup.run"
+TOPIC = f"arn:aws:sns:eu-central-1:{ACCOUNT}:esim-tracker-prod-ses-feedback"
 
 
 def on_failure(event, function=FUNCTION + ":$LATEST") -> dict:
@@ -588,7 +588,7 @@ def on_failure(event, function=FUNCTION + ":$LATEST") -> dict:
 
 def scheduled(**changes) -> dict:
     event = {"version": "0", "id": "x", "detail-type": "Scheduled Event",
-             "source": "aws.events", "account": "123456789012",
+             "source": "aws.events", "account": ACCOUNT,
              "time": "2026-12-01T08:00:00Z", "region": "eu-central-1",
              "resources": [RULE], "detail": {}}
     return {**event, **changes}

@@ -30,7 +30,7 @@ import pytest
 from babel.messages.pofile import read_po
 
 from deploy import lambda_runner, prebuild
-from tests.conftest import ROOT, load_event
+from tests.conftest import ACCOUNT, ROOT, load_event
 from tests.helpers import links_in
 
 pytestmark = pytest.mark.package
@@ -312,8 +312,8 @@ def test_sns_bounce_reaches_the_ses_handler_and_stops_the_request(
 
 
 @pytest.mark.parametrize("topic", [
-    "arn:aws:sns:eu-central-1:123456789012:esim-tracker-ses-feedback",  # the retired one
-    "arn:aws:sns:eu-central-1:123456789012:esim-tracker-prod-ses-feedback",  # prod's
+    f"arn:aws:sns:eu-central-1:{ACCOUNT}:esim-tracker-ses-feedback",  # the retired one
+    f"arn:aws:sns:eu-central-1:{ACCOUNT}:esim-tracker-prod-ses-feedback",  # prod's
     "arn:aws:sns:eu-central-1:999999999999:esim-tracker-dev-ses-feedback",  # a mistyped id
 ], ids=["retired-shared-topic", "other-stage", "other-account"])
 def test_a_record_of_any_other_topic_is_an_error_so_lambda_retries_then_dead_letters_it(
@@ -330,7 +330,7 @@ def test_a_record_of_any_other_topic_is_an_error_so_lambda_retries_then_dead_let
 
 def test_a_record_that_is_no_sns_message_is_an_error_too(unpacked, moto_endpoint, lambda_aws):
     queue = {"Records": [{"eventSource": "aws:sqs", "body": "{}",
-                          "eventSourceARN": "arn:aws:sqs:eu-central-1:123456789012:q"}]}
+                          "eventSourceARN": f"arn:aws:sqs:eu-central-1:{ACCOUNT}:q"}]}
     [result] = invoke(unpacked, moto_endpoint, queue).results
     assert result.error and "UnroutableEvent" in result.error
 
@@ -490,8 +490,8 @@ def test_zappa_template_of_the_stack_builds_offline(tmp_path):
     output = tmp_path / "template.json"
     done = subprocess.run(
         [str(ROOT / ".venv/bin/zappa"), "template", "prod", "--json", "-o", str(output),
-         "--lambda-arn", "arn:aws:lambda:eu-central-1:123456789012:function:esim-tracker-prod",
-         "--role-arn", "arn:aws:iam::123456789012:role/esim-tracker-prod-ZappaLambdaExecutionRole"],
+         "--lambda-arn", f"arn:aws:lambda:eu-central-1:{ACCOUNT}:function:esim-tracker-prod",
+         "--role-arn", f"arn:aws:iam::{ACCOUNT}:role/esim-tracker-prod-ZappaLambdaExecutionRole"],
         cwd=ROOT, env=OFFLINE, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     resources = json.loads(output.read_text())["Resources"]
@@ -501,7 +501,7 @@ def test_zappa_template_of_the_stack_builds_offline(tmp_path):
     # API Gateway invokes the function as the function's own role: hence the role's
     # trust in apigateway.amazonaws.com and its lambda:InvokeFunction on itself.
     assert {m["Properties"]["Integration"]["Credentials"] for m in methods} == {
-        "arn:aws:iam::123456789012:role/esim-tracker-prod-ZappaLambdaExecutionRole"}
+        f"arn:aws:iam::{ACCOUNT}:role/esim-tracker-prod-ZappaLambdaExecutionRole"}
 
 
 def test_zappa_routes_the_schedule_and_sns_events_to_the_contract_handlers(zappa_stage):

@@ -9,7 +9,7 @@ import pytest
 
 from deploy import lambda_runner
 from handlers import ses_events
-from tests.conftest import load_event
+from tests.conftest import ACCOUNT, load_event
 from tests.helpers import submit
 from tracker import followups, store, suppression
 
@@ -258,7 +258,7 @@ def test_feedback_about_mail_we_did_not_send_is_ignored(lambda_app, client, tabl
     notification = bounce_of(ADDRESS)
     notification["mail"] = dict(mail, messageId="x")
     context = type("Context", (), {
-        "invoked_function_arn": "arn:aws:lambda:eu-central-1:123456789012:function:f"})()
+        "invoked_function_arn": f"arn:aws:lambda:eu-central-1:{ACCOUNT}:function:f"})()
 
     result = ses_events.handle({"Records": [sns(notification)]}, context)
 
@@ -270,8 +270,9 @@ def test_feedback_from_our_sender_and_account_is_applied(lambda_app, client, tab
     submit(client)
     notification = bounce_of(ADDRESS)
     notification["mail"]["source"] = f"Tracker <{SENDER.upper()}>"
+    account = notification["mail"]["sendingAccountId"]  # the stage's (README: set-up)
     context = type("Context", (), {
-        "invoked_function_arn": "arn:aws:lambda:eu-central-1:123456789012:function:f"})()
+        "invoked_function_arn": f"arn:aws:lambda:eu-central-1:{account}:function:f"})()
     assert ses_events.handle({"Records": [sns(notification)]}, context)["suppressed"] == 1
 
 

@@ -38,6 +38,7 @@ from deploy.doctor.stage import JOB
 from deploy.smoke import traveller
 from deploy.smoke.platform import Aws, SmokeFailed
 from tests import stagekit
+from tests.conftest import ACCOUNT
 from tests.stagekit import serve
 from tests.zappa_moto import stand_in_layers
 
@@ -144,7 +145,7 @@ def ses_event(topic: str, sender: str, address: str) -> dict:
     """An SNS record of what SES's event publishing sends for the simulator's answer."""
     kind = "Bounce" if address == traveller.BOUNCE else "Complaint"
     mail = {"timestamp": "2026-12-04T10:00:00.000Z", "source": sender,
-            "sendingAccountId": "123456789012", "messageId": str(uuid.uuid4()),
+            "sendingAccountId": ACCOUNT, "messageId": str(uuid.uuid4()),
             "destination": [address]}
     detail = ({"bounce": {"bounceType": "Permanent", "bounceSubType": "General",
                           "bouncedRecipients": [{"emailAddress": address}]}}
@@ -183,7 +184,8 @@ def on_moto(moto_endpoint, monkeypatch, account):
     session = boto3.Session(region_name="eu-central-1")
     stagekit.answer_ses_account(session, account)
     # The account's sender, verified before any deploy (README, Before the first deploy).
-    session.client("ses").verify_domain_identity(Domain="example.org")
+    sender = lambda_runner.stage_settings("dev")["environment_variables"]["MAIL_FROM"]
+    session.client("ses").verify_domain_identity(Domain=sender.rpartition("@")[2])
     stand_in_layers(session.client("lambda"), lambda_runner.stage_settings("dev")["layers"])
     platform = OnMoto(session, monkeypatch, lambda_runner.ensure_package("dev"), moto_endpoint)
     yield platform
