@@ -4,6 +4,7 @@ and followed by the first check once there is enough data."""
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 import re
 from datetime import UTC, date, datetime
@@ -288,6 +289,18 @@ def test_stats_page_with_no_data_says_so_and_is_light(client, measurements):
     refs.feed(page.decode())
     assert refs.scripts == [] and [a for a in refs.fetched if off_site(a)] == []
     assert "They are not the operators' own figures" in page.decode()
+
+
+def test_stats_page_states_the_rules_the_figures_follow(client, measurements):
+    """What counts (answers from emailed links, one per mailbox, timing from the written
+    confirmation) and the small-cell rule in answers, as tracker/stats.py applies them."""
+    text = html.unescape(client.get("/stats").get_data(as_text=True))
+    assert "answered through the link we emailed them" in text
+    assert "one request per mailbox, operator and month" in text
+    assert "the operator's written confirmation had come" in text
+    assert (f"No figure is shown that fewer than {measurements.min_requests} answers went "
+            "into, and shares are rounded to tens of per cent") in text
+    assert "requests:" not in text and "line was dead" not in text
 
 
 def test_stats_page_full_of_data_stays_under_the_weight_limit(postman, client, measurements):
