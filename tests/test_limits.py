@@ -97,6 +97,21 @@ def test_the_abuse_key_of_an_address_is_its_mailbox(address, mailbox):
     assert limits.mailbox_of(address) == mailbox
 
 
+@pytest.mark.parametrize("address, identity", [
+    ("J.Doe+trip@GMAIL.com", "jdoe@gmail.com"),  # a big free provider: the mailbox
+    ("ivan@mail.ru", "ivan@mail.ru"),
+    ("a@x.example.com", "@example.com"),  # elsewhere the registered domain, any subdomain
+    ("b@example.com", "@example.com"),
+    ("c@mail.firm.co.uk", "@firm.co.uk"),  # a registry's own second level keeps a third
+    ("d@shop.com.az", "@shop.com.az"),
+    # An ordinary domain that looks like a registry's (its owner can mint subdomains at
+    # will): every address under it is one traveller, however many subdomains.
+    ("e@one.co.tv", "@co.tv"), ("f@two.co.tv", "@co.tv"), ("g@x.com.de", "@com.de"),
+])
+def test_the_stats_count_a_domain_owner_as_one_traveller(address, identity):
+    assert limits.stats_identity(address) == identity
+
+
 def test_the_429_page_speaks_the_travellers_language(limited, client):
     for n in range(2):
         post_form(client, email=f"t{n}@example.com")

@@ -124,8 +124,29 @@ PERSONAL_PROVIDERS = frozenset({
     "gmx.com", "gmx.de", "web.de", "yandex.ru", "yandex.com", "ya.ru", "mail.ru",
     "bk.ru", "inbox.ru", "list.ru", "rambler.ru", "qq.com", "foxmail.com", "163.com",
     "126.com", "yeah.net", "sina.com", "sohu.com", "aliyun.com", "mail.az"})
-# Second-level labels under which a country's registry sells names (example.com.az).
-_SECOND_LEVELS = frozenset({"com", "co", "net", "org", "gov", "edu", "ac", "or", "ne"})
+# Suffixes under which a country's registry itself sells names (example.com.az), from
+# the Public Suffix List's ICANN section (https://publicsuffix.org/list/). Only these
+# keep a third label: "com.de" or "co.tv" are ordinary domains whose owner could mint
+# subdomains as travellers. A suffix missing here groups its registrants as one, which
+# only ever leaves an honest answer uncounted.
+_REGISTRY_SUFFIXES = frozenset({
+    "co.uk", "org.uk", "ac.uk", "gov.uk", "me.uk", "ltd.uk", "plc.uk",
+    "com.au", "net.au", "org.au", "edu.au", "gov.au", "id.au",
+    "co.nz", "net.nz", "org.nz", "ac.nz", "govt.nz",
+    "co.jp", "ne.jp", "or.jp", "ac.jp", "go.jp", "ad.jp", "ed.jp", "gr.jp", "lg.jp",
+    "co.kr", "ne.kr", "or.kr", "ac.kr", "go.kr", "re.kr",
+    "com.cn", "net.cn", "org.cn", "edu.cn", "gov.cn", "ac.cn",
+    "com.hk", "net.hk", "org.hk", "edu.hk", "com.tw", "net.tw", "org.tw", "edu.tw",
+    "com.sg", "net.sg", "org.sg", "edu.sg", "com.my", "net.my", "org.my", "edu.my",
+    "co.th", "ac.th", "or.th", "in.th", "co.id", "ac.id", "or.id", "web.id",
+    "co.in", "net.in", "org.in", "ac.in", "edu.in", "gov.in", "firm.in", "gen.in",
+    "co.il", "ac.il", "org.il", "net.il", "co.za", "org.za", "ac.za", "net.za",
+    "com.tr", "net.tr", "org.tr", "edu.tr", "gov.tr", "gen.tr",
+    "com.az", "net.az", "org.az", "edu.az", "gov.az", "info.az", "biz.az",
+    "com.ge", "net.ge", "org.ge", "edu.ge", "com.kz", "org.kz", "edu.kz",
+    "com.ua", "net.ua", "org.ua", "edu.ua", "kiev.ua",
+    "com.br", "net.br", "org.br", "edu.br", "com.mx", "org.mx", "edu.mx",
+    "com.ar", "org.ar", "net.ar", "edu.ar", "com.pk", "com.eg", "com.sa", "com.vn"})
 
 
 def stats_identity(address: str) -> str:
@@ -140,8 +161,7 @@ def stats_identity(address: str) -> str:
     if domain in PERSONAL_PROVIDERS:
         return mailbox
     labels = domain.split(".")
-    keep = 3 if len(labels) >= 3 and labels[-2] in _SECOND_LEVELS and len(
-        labels[-1]) == 2 else 2
+    keep = 3 if ".".join(labels[-2:]) in _REGISTRY_SUFFIXES else 2
     return "@" + ".".join(labels[-keep:])
 
 
