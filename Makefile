@@ -69,8 +69,12 @@ ZAPPA ?= $(BIN)/zappa
 AWS_CLI ?= aws
 LIMITS ?= $(BIN)/python -m deploy.limits
 DOCTOR ?= $(BIN)/python -m deploy.doctor
+# The stage's region, as Zappa reads it (the AWS CLI would take the shell's).
+REGION = $(shell $(BIN)/python -c "from deploy.lambda_runner import stage_settings; \
+	print(stage_settings('$(STAGE)')['aws_region'])")
 STACK_PASS = $(AWS_CLI) cloudformation deploy --template-file deploy/operations.yaml \
-	--stack-name esim-tracker-$(STAGE)-operations --parameter-overrides FunctionDeployed
+	--stack-name esim-tracker-$(STAGE)-operations --region $(REGION) \
+	--parameter-overrides FunctionDeployed
 .PHONY: deploy update
 deploy update: $(STAMP)
 	$(BIN)/python -m deploy.cleantree

@@ -380,9 +380,10 @@ def test_the_wrapper_runs_zappa_then_the_stack_then_the_limits_then_the_doctor(t
     assert done.returncode == 0, done.stderr
     zappa, *stack, limits, doctor = log.read_text().splitlines()
     assert zappa == f"zappa {target} dev"
-    for line in stack:
+    for line in stack:  # in the stage's region, whatever the shell's
         assert line.startswith("aws cloudformation deploy --template-file "
-                               "deploy/operations.yaml --stack-name esim-tracker-dev-operations")
+                               "deploy/operations.yaml --stack-name esim-tracker-dev-operations"
+                               " --region eu-central-1 ")
     # A deploy makes the function anew: its attachments are made anew too (a `no` pass,
     # then `yes`), as CloudFormation does not re-create what was deleted outside it.
     passes = [line.split("--parameter-overrides ")[1].split()[0] for line in stack]

@@ -527,3 +527,18 @@ def test_a_stage_without_its_operations_stack_says_how_to_deploy_it(deployed):
     assert "Stage=prod TableName=esim-cancellations" in detail
     assert lines["dead letters"] == (
         "FAIL", "not checked: no operations stack esim-tracker-prod-operations")
+
+
+def test_a_stack_whose_creation_rolled_back_says_delete_it_not_deploy_it(deployed):
+    """AWS refuses to update a stack in ROLLBACK_COMPLETE (moto never leaves one: its
+    answer is changed on the way back)."""
+    def rolled_back(parsed, **_):
+        for stack in parsed.get("Stacks", []):
+            stack["StackStatus"] = "ROLLBACK_COMPLETE"
+
+    deployed.session.events.register("after-call.cloudformation.DescribeStacks", rolled_back)
+    verdict, detail = deployed.detail("operations stack")
+    assert verdict == "FAIL"
+    assert "aws cloudformation delete-stack --stack-name esim-tracker-prod-operations" in detail
+    assert "aws cloudformation deploy" not in detail
+

@@ -18,7 +18,8 @@ def stack_command(stage: Stage, overrides: str = "FunctionDeployed=yes") -> str:
     """The README's operations-stack deploy; the CLI keeps the parameters not named
     (aws/aws-cli#2599: UsePreviousValue for every existing parameter not overridden)."""
     return (f"aws cloudformation deploy --template-file deploy/operations.yaml "
-            f"--stack-name {stage.stack} --parameter-overrides {overrides}")
+            f"--stack-name {stage.stack} --region {stage.region} "
+            f"--parameter-overrides {overrides}")
 
 
 def reattach_command(stage: Stage) -> str:
@@ -43,7 +44,16 @@ def operations_stack(stage: Stage, live: Live):
     status = stack["StackStatus"]
     deployed = {p["ParameterKey"]: p.get("ParameterValue")
                 for p in stack.get("Parameters", [])}.get("FunctionDeployed")
-    if not status.endswith("_COMPLETE") or status in {"ROLLBACK_COMPLETE", "DELETE_COMPLETE"}:
+    if status == "ROLLBACK_COMPLETE":  # its first creation failed: AWS updates it no more
+        return fail(f"{stage.stack}'s creation rolled back: see why (aws cloudformation "
+                    f"describe-stack-events --stack-name {stage.stack} --region "
+                    f"{stage.region}), fix, then aws cloudformation delete-stack "
+                    f"--stack-name {stage.stack} --region {stage.region} and the README's "
+                    f"step 2 again; its log group and queue went with the rollback, its "
+                    f"table {stage.env.get('TABLE_NAME')} stays if it was made (Retain, "
+                    f"deletion protection): empty on a first deploy, delete it as the "
+                    f"README's Runbook says")
+    if not status.endswith("_COMPLETE") or status == "DELETE_COMPLETE":
         return fail(f"{stage.stack} is {status}: aws cloudformation describe-stack-events "
                     f"--stack-name {stage.stack}, fix, then {stack_command(stage)}")
     if deployed != "yes":
