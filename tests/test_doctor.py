@@ -390,6 +390,19 @@ def test_a_sender_verified_by_address_alone_passes_but_warns_of_no_dkim(deployed
     assert lines["sender identity"][0] == "ok" and lines["DKIM"][0] == "warn"
 
 
+@pytest.mark.parametrize("status", ["Failed", "TemporaryFailure"])
+def test_a_domain_whose_dkim_records_were_lost_fails(deployed, status):
+    """SES stops signing when it no longer finds the CNAME records (moto always reports
+    Success: its answer is changed on the way back)."""
+    def lost(parsed, **_):
+        for attributes in parsed.get("DkimAttributes", {}).values():
+            attributes["DkimVerificationStatus"] = status
+
+    deployed.session.events.register("after-call.ses.GetIdentityDkimAttributes", lost)
+    assert deployed.failed() == (1, {"DKIM"})
+    assert f"is {status}" in deployed.detail("DKIM")[1]
+
+
 def test_an_account_in_the_ses_sandbox_fails(deployed, account):
     account["ProductionAccessEnabled"] = False
     assert deployed.failed() == (1, {"SES account"})
