@@ -195,9 +195,7 @@ def postman(app):
 @pytest.fixture
 def ses_client(app):
     """The very sesv2 client the app sends with (cached per process)."""
-    from tracker import aws
-
-    return aws.client("sesv2", max_attempts=1)
+    return app.extensions["tracker"].mailer.client()
 
 
 @pytest.fixture

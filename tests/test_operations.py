@@ -696,9 +696,8 @@ def test_the_reserve_covers_one_email_at_its_worst_and_fits_the_functions_timeou
 
     from tracker import aws
 
-    table_client = aws.table(app.config["TABLE_NAME"]).meta.client
-    ses = aws.client("sesv2", max_attempts=aws.SEND.attempts)
-    call, send = bounds_of(table_client), bounds_of(ses)
+    # The very clients the app's store and mailer call.
+    call, send = bounds_of(postman.store.table.meta.client), bounds_of(postman.mailer.client())
     assert (call, send) == (aws.DYNAMODB, aws.SEND)  # the clients run with these
     assert send.attempts == 1  # a retried send can be a second email
     # Query, claim, re-read, send, record: each at its worst (timeouts, attempts, waits).

@@ -145,11 +145,15 @@ class SesMailer:
         # stage's own SNS topic (deploy/operations.yaml).
         self._extra = {"ConfigurationSetName": configuration_set} if configuration_set else {}
 
+    def client(self):
+        """The sesv2 client every send goes through."""
+        return self._client_factory()
+
     def send_email(self, *, from_address: str, to_address: str, message: Message) -> str:
         """Send one email as raw MIME and return SES's message id."""
         raw = build_mime(from_address=from_address, to_address=to_address, message=message)
         try:
-            answer = self._client_factory().send_email(
+            answer = self.client().send_email(
                 FromEmailAddress=from_address, Destination={"ToAddresses": [to_address]},
                 Content={"Raw": {"Data": raw}}, **self._extra)
         except errors.ClientError as exc:
