@@ -438,10 +438,7 @@ def test_the_dead_letter_queue_outlives_the_stack_and_takes_records_only_from_th
         template):
     resources = template["Resources"]
     queue = resources["DeadLetterQueue"]
-    # Kept unless the stack's first creation rolls back (then a kept queue would make
-    # the retry fail): https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-attribute-deletionpolicy.html
-    assert queue["DeletionPolicy"] == "RetainExceptOnCreate"
-    assert queue["UpdateReplacePolicy"] == "Retain"
+    assert queue["DeletionPolicy"] == "Retain" and queue["UpdateReplacePolicy"] == "Retain"
     policy = resources["DeadLetterQueuePolicy"]["Properties"]
     assert policy["Queues"] == [{"Ref": "DeadLetterQueue"}]
     [statement] = policy["PolicyDocument"]["Statement"]

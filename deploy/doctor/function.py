@@ -49,10 +49,9 @@ def operations_stack(stage: Stage, live: Live):
                     f"describe-stack-events --stack-name {stage.stack} --region "
                     f"{stage.region}), fix, then aws cloudformation delete-stack "
                     f"--stack-name {stage.stack} --region {stage.region} and the README's "
-                    f"step 2 again; its log group and queue went with the rollback, its "
-                    f"table {stage.env.get('TABLE_NAME')} stays if it was made (Retain, "
-                    f"deletion protection): empty on a first deploy, delete it as the "
-                    f"README's Runbook says")
+                    f"step 2 again, once what it kept (Retain) is cleared as the README's "
+                    f"Runbook says: its table {stage.env.get('TABLE_NAME')}, log group and "
+                    f"dead-letter queue, if they were made")
     if not status.endswith("_COMPLETE") or status == "DELETE_COMPLETE":
         return fail(f"{stage.stack} is {status}: aws cloudformation describe-stack-events "
                     f"--stack-name {stage.stack}, fix, then {stack_command(stage)}")
